@@ -1,0 +1,1 @@
+"""Control plane of the Trusted Research Environment."""

@@ -1,0 +1,215 @@
+"""Writing and verifying the audit log.
+
+Events are written in the same transaction as the change they record, so a change without its event
+(or an event without its change) can never be committed. Denied decisions, which change nothing, are
+written in a transaction of their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from tre_platform.api.audit.models import GENESIS_HASH, AuditEvent
+from tre_platform.clock import clock
+from tre_platform.settings import get_settings
+
+SYSTEM_ACTOR = "system"
+
+
+def canonical(event: AuditEvent | dict[str, Any]) -> bytes:
+    """The bytes that are hashed: every field but the hash and signature, as sorted compact JSON."""
+    if isinstance(event, AuditEvent):
+        at = event.at
+        data = {
+            "seq": event.seq,
+            "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+            "actor": event.actor,
+            "action": event.action,
+            "target_type": event.target_type,
+            "target_id": event.target_id,
+            "decision": event.decision,
+            "reasons": list(event.reasons or []),
+            "details": event.details or {},
+            "prev_hash": event.prev_hash,
+        }
+    else:
+        data = event
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _sign(event_hash: str, key: bytes) -> str:
+    return hmac.new(key, event_hash.encode(), hashlib.sha256).hexdigest()
+
+
+def _lock_chain(session: Session) -> None:
+    # PostgreSQL: serialise appends so two transactions never read the same head. SQLite serialises
+    # writers itself; the unique prev_hash is the last line of defence on both.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(724207)"))
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    target_type: str = "",
+    target_id: str = "",
+    decision: str | None = None,
+    reasons: Iterable[str] = (),
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain inside ``session``'s transaction (the caller commits)."""
+    _lock_chain(session)
+    session.flush()
+    head = session.execute(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).scalar_one_or_none()
+    prev_hash = head.hash if head is not None else GENESIS_HASH
+    seq = head.seq + 1 if head is not None else 1
+    at = clock.now()
+    event = AuditEvent(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        decision=decision,
+        reasons=list(reasons),
+        details=json.loads(json.dumps(details or {}, default=str)),
+        prev_hash=prev_hash,
+    )
+    event.hash = hashlib.sha256(canonical(event)).hexdigest()
+    event.signature = _sign(event.hash, get_settings().get_secret_key())
+    session.add(event)
+    session.flush()
+    session.info["audit_head"] = (event.seq, event.hash)
+    return event
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    head_seq: int | None = None
+    head_hash: str | None = None
+    broken_seq: int | None = None
+    problem: str | None = None
+    problems: Sequence[str] = field(default_factory=tuple)
+
+    def message(self) -> str:
+        if self.ok:
+            return f"audit chain intact: {self.checked} events, head #{self.head_seq} {self.head_hash}"
+        return f"audit chain BROKEN at event #{self.broken_seq}: {self.problem}"
+
+
+def iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
+    last = 0
+    while True:
+        rows = session.execute(
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).scalars().all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
+    """Walk the chain from the first event and report the first broken link.
+
+    Detects an edited event (its hash no longer matches its content), a deleted or inserted event
+    (a gap in the sequence or a ``prev_hash`` that is not its predecessor's hash), a recomputed chain
+    (signatures need the deployment secret) and a truncated tail (the head checkpoint).
+    """
+    key = key if key is not None else get_settings().get_secret_key()
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    last: AuditEvent | None = None
+    for event in iter_events(session):
+        problem = None
+        if event.seq != expected_seq:
+            problem = f"expected event #{expected_seq} next but found #{event.seq}: events were deleted"
+        elif event.prev_hash != expected_prev:
+            problem = "its prev_hash does not match the previous event's hash: an event was removed or altered"
+        elif hashlib.sha256(canonical(event)).hexdigest() != event.hash:
+            problem = "its content does not match its hash: the event was edited"
+        elif not hmac.compare_digest(_sign(event.hash, key), event.signature):
+            problem = "its signature is invalid: the chain was recomputed without the deployment key"
+        if problem is not None:
+            return VerifyResult(False, checked, broken_seq=expected_seq if event.seq != expected_seq else event.seq,
+                                problem=problem)
+        checked += 1
+        expected_prev = event.hash
+        expected_seq = event.seq + 1
+        last = event
+    head = read_checkpoint()
+    if head is not None and (last is None or last.seq < head[0]):
+        return VerifyResult(
+            False,
+            checked,
+            broken_seq=(last.seq + 1) if last else 1,
+            problem=f"the log ends at #{last.seq if last else 0} but event #{head[0]} was written: "
+            "the newest events were deleted",
+        )
+    return VerifyResult(True, checked, head_seq=last.seq if last else None, head_hash=last.hash if last else None)
+
+
+# The head checkpoint lives outside the database (in the data directory), signed with the deployment
+# secret, so deleting the newest rows - which leaves a valid but shorter chain - is still detected.
+
+
+def _checkpoint_path() -> Any:
+    return get_settings().ensure_data_dir() / "audit.head"
+
+
+def write_checkpoint(seq: int, event_hash: str) -> None:
+    import os
+
+    settings = get_settings()
+    payload = f"{seq}:{event_hash}"
+    signature = hmac.new(settings.get_secret_key(), payload.encode(), hashlib.sha256).hexdigest()
+    path = _checkpoint_path()
+    current = read_checkpoint()
+    if current is not None and current[0] >= seq:
+        return
+    tmp = path.with_name(f"audit.head.{os.getpid()}.tmp")
+    tmp.write_text(f"{payload}:{signature}\n")
+    os.replace(tmp, path)
+
+
+def read_checkpoint() -> tuple[int, str] | None:
+    path = _checkpoint_path()
+    if not path.exists():
+        return None
+    try:
+        seq_text, event_hash, signature = path.read_text().strip().split(":")
+    except ValueError:
+        return None
+    expected = hmac.new(get_settings().get_secret_key(), f"{seq_text}:{event_hash}".encode(), hashlib.sha256)
+    if not hmac.compare_digest(expected.hexdigest(), signature):
+        return None
+    return int(seq_text), event_hash
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _move_checkpoint(session: Session) -> None:
+    head = session.info.pop("audit_head", None)
+    if head is not None:
+        write_checkpoint(*head)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_head(session: Session) -> None:
+    session.info.pop("audit_head", None)

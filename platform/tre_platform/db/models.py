@@ -1,0 +1,30 @@
+"""Import every model so that ``Base.metadata`` is complete (Alembic and tests import this)."""
+
+from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
+from tre_platform.api.audit.models import AuditEvent
+from tre_platform.api.datasets.models import Dataset, DatasetVersion
+from tre_platform.api.orgs.models import Organisation
+from tre_platform.api.projects.models import Project, ProjectDataset, ProjectDecision, ProjectMember
+from tre_platform.api.users.models import Accreditation, ApiToken, TrainingRecord, User, UserRole, WebSession
+from tre_platform.db.base import Base
+
+__all__ = [
+    "Accreditation",
+    "AgreementDataset",
+    "AgreementRecipient",
+    "ApiToken",
+    "AuditEvent",
+    "Base",
+    "DataSharingAgreement",
+    "Dataset",
+    "DatasetVersion",
+    "Organisation",
+    "Project",
+    "ProjectDataset",
+    "ProjectDecision",
+    "ProjectMember",
+    "TrainingRecord",
+    "User",
+    "UserRole",
+    "WebSession",
+]

@@ -1,0 +1,123 @@
+"""The one typed settings object of the control plane.
+
+Every option is read from the environment with the ``TRE_`` prefix (``TRE_DATABASE_URL``, ``TRE_DATA_DIR`` ...)
+or from a ``.env`` file in the working directory. Nothing else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Values that look like somebody forgot to set a real secret. Refused unless TRE_ENV=dev.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "change_me", "secret", "password", "placeholder", "dev", "test", "xxx"}
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Environment(enum.StrEnum):
+    dev = "dev"
+    test = "test"
+    prod = "prod"
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message says which variable to fix."""
+
+
+class Settings(BaseSettings):
+    """Configuration of a tre deployment. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="TRE_", env_file=".env", extra="ignore")
+
+    env: Environment = Field(Environment.prod, description="dev | test | prod; dev relaxes secret checks")
+    data_dir: Path = Field(Path(".tre"), description="where the database, keys, datasets and views live")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in the data directory")
+    secret_key: SecretStr | None = Field(
+        None, description="signs sessions and CSRF tokens; generated into the data directory when unset"
+    )
+    kek: SecretStr | None = Field(None, description="key-encryption key for the master key (base64, 32 bytes)")
+    kek_file: Path | None = Field(None, description="file holding the key-encryption key instead of TRE_KEK")
+    policies_dir: Path = Field(REPO_ROOT / "policies", description="Cedar policies and disclosure profiles")
+    host: str = Field("127.0.0.1", description="control-plane bind address")
+    port: int = Field(8000, ge=1, le=65535, description="control-plane port")
+    public_url: str | None = Field(None, description="external URL of the control plane")
+    hub_url: str = Field("http://127.0.0.1:8081", description="external URL of JupyterHub")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body (bytes)")
+    max_upload_bytes: int = Field(
+        2 * 1024**3, ge=1024, description="largest accepted dataset delivery upload (bytes)"
+    )
+    session_ttl_minutes: int = Field(480, ge=5, description="browser session lifetime")
+    token_ttl_days: int = Field(90, ge=1, description="default API token lifetime")
+    totp_required_roles: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["admin", "data_owner", "approver", "output_checker"],
+        description="roles whose users must pass a TOTP second factor (comma-separated)",
+    )
+    cookie_secure: bool = Field(False, description="mark cookies Secure (set true behind HTTPS)")
+    spark_master: str = Field("local[2]", description="Spark master for pipelines and workspaces")
+    dask_scheduler: str | None = Field(None, description="Dask scheduler address; default a LocalCluster")
+
+    @field_validator("totp_required_roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.env is Environment.dev:
+            return self
+        for name in ("secret_key", "kek"):
+            value: SecretStr | None = getattr(self, name)
+            if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise SettingsError(
+                    f"TRE_{name.upper()} is a placeholder value; set a real secret "
+                    f"(or unset it to have one generated), or set TRE_ENV=dev for a throw-away setup"
+                )
+        return self
+
+    # Derived values -----------------------------------------------------------------------------
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'tre.db'}"
+
+    def ensure_data_dir(self) -> Path:
+        path = self.resolved_data_dir
+        path.mkdir(parents=True, exist_ok=True, mode=0o750)
+        return path
+
+    def get_secret_key(self) -> bytes:
+        """The signing secret: TRE_SECRET_KEY, or one generated once into the data directory (mode 0600)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.ensure_data_dir() / "secret.key"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            os.replace(tmp, path)
+        return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

@@ -1,0 +1,84 @@
+"""Shared fixtures: an isolated data directory and a migrated database per test.
+
+The database backend is chosen by ``--db`` (sqlite, the default, or postgres). With postgres each test
+gets its own schema in the ``test`` database on 127.0.0.1:5432, so runs never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session
+
+from tre_platform.clock import clock
+from tre_platform.db.session import make_session_factory, reset_engines
+from tre_platform.settings import get_settings
+
+POSTGRES_URL = os.environ.get("TRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", default="sqlite", choices=["sqlite", "postgres"], help="database backend")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test has its own data directory and TRE_ENV=test; the clock is never left frozen."""
+    data_dir = tmp_path / "tre-data"
+    monkeypatch.setenv("TRE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("TRE_ENV", "test")
+    monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TRE_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    yield data_dir
+    clock.unfreeze()
+    get_settings.cache_clear()
+    reset_engines()
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, _isolated_settings: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated, empty database (SQLite file or a fresh PostgreSQL schema); TRE_DATABASE_URL points at it."""
+    from tre_platform.db.migrate import upgrade
+
+    backend = request.config.getoption("--db")
+    if backend == "postgres":
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        monkeypatch.setenv("TRE_DATABASE_URL", url)
+        get_settings.cache_clear()
+        upgrade(url)
+        yield url
+        reset_engines()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    else:
+        url = f"sqlite:///{_isolated_settings / 'tre.db'}"
+        monkeypatch.setenv("TRE_DATABASE_URL", url)
+        get_settings.cache_clear()
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Engine:
+    from tre_platform.db.session import get_engine
+
+    return get_engine(url=db_url)
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session on the migrated test database; the test commits what it wants kept."""
+    factory = make_session_factory(engine)
+    with factory() as sess:
+        yield sess
