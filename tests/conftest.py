@@ -59,6 +59,8 @@ def db_url(request: pytest.FixtureRequest, _isolated_settings: Path, monkeypatch
         yield url
         reset_engines()
         with admin.begin() as conn:
+            # Fail loudly rather than hang if a test left a transaction open on its schema.
+            conn.execute(text("SET LOCAL lock_timeout = '30s'"))
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
     else:
@@ -82,3 +84,16 @@ def session(engine: Engine) -> Iterator[Session]:
     factory = make_session_factory(engine)
     with factory() as sess:
         yield sess
+        sess.rollback()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--db postgres`` run only the tests that touch the database (the rest ran on SQLite)."""
+    if config.getoption("--db") != "postgres":
+        return
+    selected, deselected = [], []
+    for item in items:
+        (selected if "db_url" in getattr(item, "fixturenames", ()) else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected

@@ -150,7 +150,9 @@ def _check_fraction(rules: Rules, key: str, source: str | None, allow_zero: bool
     low_ok = value >= 0 if allow_zero else value > 0
     if not (low_ok and value <= 1):
         raise RulesError(
-            key, f"must be a fraction in {'[0' if allow_zero else '(0'}, 1], got {value} (write 10% as 0.1)", source
+            key,
+            f"must be a fraction in {'[0' if allow_zero else '(0'}, 1], got {value} (write 10% as 0.1)",
+            source,
         )
 
 
@@ -194,7 +196,9 @@ def _parse_structural_zeros(value: Any, source: str | None) -> tuple[tuple[Any, 
     cells: list[tuple[Any, Any]] = []
     for item in value:
         if not isinstance(item, list | tuple) or len(item) != 2:
-            raise RulesError("structural_zeros", f"each entry must be a [row, column] pair, got {item!r}", source)
+            raise RulesError(
+                "structural_zeros", f"each entry must be a [row, column] pair, got {item!r}", source
+            )
         row, col = (tuple(k) if isinstance(k, list) else k for k in item)
         cells.append((row, col))
     return tuple(cells)
@@ -237,7 +241,9 @@ def _load_profile(name: str, directory: Path, seen: tuple[str, ...]) -> Rules:
         )
     source = str(path)
     if name in seen:
-        raise RulesError("extends", f"profiles extend each other in a cycle: {' -> '.join((*seen, name))}", source)
+        raise RulesError(
+            "extends", f"profiles extend each other in a cycle: {' -> '.join((*seen, name))}", source
+        )
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:

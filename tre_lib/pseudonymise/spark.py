@@ -15,7 +15,10 @@ a column. The UDFs carry the key inside the serialised Python function, which pl
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
 import pandas as pd
@@ -42,6 +45,52 @@ _KEY_COL = "__tre_hmac_key"
 _IPAD_COL = "__tre_hmac_ipad"
 _OPAD_COL = "__tre_hmac_opad"
 _UDF_NAME = "tre_hmac_sha256"
+
+
+
+# ----------------------------------------------------------------------------------- Py4J log guard
+class _Py4jTrafficFilter(logging.Filter):
+    """Drops Py4J's DEBUG lines while key material crosses to the JVM.
+
+    Py4J logs every command it sends at DEBUG, byte arrays as base64; the key relation and the pickled UDF
+    (whose closure holds the key) are such commands, so with DEBUG logging on the key would land in the
+    logs. While any thread is inside :func:`_quiet_py4j` the filter drops Py4J's records; other threads'
+    Py4J debug lines in that window (milliseconds) are dropped too, which costs nothing but debug noise.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._depth = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self._depth += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._depth -= 1
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self._depth == 0
+
+
+_PY4J_FILTER = _Py4jTrafficFilter()
+_PY4J_LOGGERS = ("py4j.clientserver", "py4j.java_gateway", "py4j.protocol")
+
+
+@contextlib.contextmanager
+def _quiet_py4j() -> Iterator[None]:
+    """Keep Py4J from logging the commands sent in this block (they carry key material)."""
+    for name in _PY4J_LOGGERS:
+        logger = logging.getLogger(name)
+        if _PY4J_FILTER not in logger.filters:
+            logger.addFilter(_PY4J_FILTER)
+    _PY4J_FILTER.enter()
+    try:
+        yield
+    finally:
+        _PY4J_FILTER.exit()
 
 
 # -------------------------------------------------------------------------------------------- UDFs
@@ -91,7 +140,8 @@ def spark_hmac_sha256(col: ColumnOrName, key: bytes | HmacKey, *, method: UdfMet
             f"unknown Column method {method!r}; use one of {COLUMN_METHODS}, or spark_pseudonymise() for "
             "'builtin' and 'sha2', which need the key as a joined column"
         )
-    return udf(col)  # type: ignore[operator, no-any-return]
+    with _quiet_py4j():  # the UDF's pickled closure, key included, is sent to the JVM here
+        return udf(col)  # type: ignore[operator, no-any-return]
 
 
 # --------------------------------------------------------------------------------- JVM key relation
@@ -112,12 +162,13 @@ def _key_relation(spark: SparkSession, values: dict[str, bytes]) -> DataFrame:
 
     jvm = spark._jvm  # type: ignore[attr-defined]
     gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
-    cells = gateway.new_array(jvm.java.lang.Object, len(values))
-    for i, value in enumerate(values.values()):
-        cells[i] = bytearray(value)  # Py4J turns bytearray into a Java byte[]
-    rows = jvm.java.util.ArrayList()
-    rows.add(jvm.org.apache.spark.sql.RowFactory.create(cells))
-    jdf = jsession.createDataFrame(rows, jsession.parseDataType(schema.json()))
+    with _quiet_py4j():
+        cells = gateway.new_array(jvm.java.lang.Object, len(values))
+        for i, value in enumerate(values.values()):
+            cells[i] = bytearray(value)  # Py4J turns bytearray into a Java byte[]
+        rows = jvm.java.util.ArrayList()
+        rows.add(jvm.org.apache.spark.sql.RowFactory.create(cells))
+        jdf = jsession.createDataFrame(rows, jsession.parseDataType(schema.json()))
     return ClassicDataFrame(jdf, spark)
 
 

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
-
 from tre_platform.api.audit.models import GENESIS_HASH, AuditEvent
 from tre_platform.clock import clock
 from tre_platform.settings import get_settings
@@ -115,9 +114,13 @@ class VerifyResult:
 def iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
     last = 0
     while True:
-        rows = session.execute(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-        ).scalars().all()
+        rows = (
+            session.execute(
+                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            )
+            .scalars()
+            .all()
+        )
         if not rows:
             return
         yield from rows
@@ -142,14 +145,20 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
         if event.seq != expected_seq:
             problem = f"expected event #{expected_seq} next but found #{event.seq}: events were deleted"
         elif event.prev_hash != expected_prev:
-            problem = "its prev_hash does not match the previous event's hash: an event was removed or altered"
+            problem = (
+                "its prev_hash does not match the previous event's hash: an event was removed or altered"
+            )
         elif hashlib.sha256(canonical(event)).hexdigest() != event.hash:
             problem = "its content does not match its hash: the event was edited"
         elif not hmac.compare_digest(_sign(event.hash, key), event.signature):
             problem = "its signature is invalid: the chain was recomputed without the deployment key"
         if problem is not None:
-            return VerifyResult(False, checked, broken_seq=expected_seq if event.seq != expected_seq else event.seq,
-                                problem=problem)
+            return VerifyResult(
+                False,
+                checked,
+                broken_seq=expected_seq if event.seq != expected_seq else event.seq,
+                problem=problem,
+            )
         checked += 1
         expected_prev = event.hash
         expected_seq = event.seq + 1
@@ -163,7 +172,9 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
             problem=f"the log ends at #{last.seq if last else 0} but event #{head[0]} was written: "
             "the newest events were deleted",
         )
-    return VerifyResult(True, checked, head_seq=last.seq if last else None, head_hash=last.hash if last else None)
+    return VerifyResult(
+        True, checked, head_seq=last.seq if last else None, head_hash=last.hash if last else None
+    )
 
 
 # The head checkpoint lives outside the database (in the data directory), signed with the deployment
@@ -213,3 +224,48 @@ def _move_checkpoint(session: Session) -> None:
 @sa_event.listens_for(Session, "after_rollback")
 def _forget_head(session: Session) -> None:
     session.info.pop("audit_head", None)
+
+
+# Reading the log (the API's audit routes) ----------------------------------------------------------
+
+
+def list_events(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[AuditEvent], int]:
+    """Events matching the filters, newest first, and how many match in total.
+
+    ``action`` ending in ``.`` or ``*`` matches a prefix (``project.`` selects every project event).
+    Authorisation is the caller's job (the API allows administrators only).
+    """
+    from sqlalchemy import func
+
+    query = select(AuditEvent)
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if action is not None:
+        if action.endswith(("*", ".")):
+            prefix = action.rstrip("*")
+            query = query.where(AuditEvent.action.startswith(prefix, autoescape=True))
+        else:
+            query = query.where(AuditEvent.action == action)
+    if target_type is not None:
+        query = query.where(AuditEvent.target_type == target_type)
+    if target_id is not None:
+        query = query.where(AuditEvent.target_id == target_id)
+    # A time without a zone is read as UTC, the zone every event is stored in.
+    if since is not None:
+        query = query.where(AuditEvent.at >= (since if since.tzinfo else since.replace(tzinfo=dt.UTC)))
+    if until is not None:
+        query = query.where(AuditEvent.at < (until if until.tzinfo else until.replace(tzinfo=dt.UTC)))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit).offset(offset)).all()
+    return list(rows), int(total)

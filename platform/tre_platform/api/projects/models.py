@@ -7,7 +7,6 @@ import enum
 
 from sqlalchemy import Date, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.users.models import Role, User
 from tre_platform.db.base import Base, new_id, utcnow
@@ -120,7 +119,9 @@ class Project(Base):
         back_populates="project", cascade="all, delete-orphan", lazy="selectin"
     )
     decisions: Mapped[list[ProjectDecision]] = relationship(
-        back_populates="project", cascade="all, delete-orphan", lazy="selectin",
+        back_populates="project",
+        cascade="all, delete-orphan",
+        lazy="selectin",
         order_by="ProjectDecision.at",
     )
 

@@ -1,0 +1,1 @@
+"""Sign-in: passwords, the TOTP step, browser sessions and API tokens."""

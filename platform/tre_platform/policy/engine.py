@@ -1,0 +1,451 @@
+"""The policy engine: every access decision in tre is made here, by Cedar, and explained in words.
+
+How a decision is made (see docs/adr/0002-policy-engine.md):
+
+1. The request's facts (:mod:`.facts`) become Cedar entities and one Cedar request per candidate
+   credential - each of the user's accreditations, each agreement of the dataset's owner
+   (:mod:`.entities`).
+2. Cedar evaluates all of them in one batch against the validated bundle. Deny by default; a
+   ``forbid`` beats any ``permit``. The decision is *allow* when some candidate is allowed.
+3. Each ``forbid`` policy is exactly one condition, annotated with ``@reason``. The reasons of a deny
+   are the ``@reason`` texts of the forbids Cedar itself reports as determining, so the explanation
+   and the decision come from the same evaluation and cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cedarpy
+
+from tre_platform.clock import clock
+from tre_platform.errors import PolicyDenied
+from tre_platform.policy.bundle import PolicyBundle, PolicyInfo, load_bundle
+from tre_platform.policy.entities import Candidate, CedarInput, build
+from tre_platform.policy.facts import DATASET_ACTIONS, PolicyRequest
+from tre_platform.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from tre_platform.actor import Actor
+    from tre_platform.api.agreements.models import DataSharingAgreement
+    from tre_platform.api.datasets.models import Dataset
+    from tre_platform.api.projects.models import Project
+    from tre_platform.api.users.models import User
+    from tre_platform.policy.db import ReleaseLike
+
+log = logging.getLogger(__name__)
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+#: How many failing agreements a deny lists one by one before summarising the rest.
+MAX_LISTED_AGREEMENTS = 5
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one policy decision, with the words that explain it.
+
+    ``reasons`` say which rule allowed or which conditions failed; ``policy_ids`` are the ``@id`` of
+    the determining policies; ``bundle_hash`` identifies the exact policy files applied.
+    """
+
+    allowed: bool
+    action: str
+    principal: str
+    resource: str
+    reasons: list[str]
+    policy_ids: list[str]
+    bundle_hash: str
+    evaluated_at: dt.datetime
+    resource_type: str = ""
+    resource_id: str = ""
+    principal_id: str = ""
+    #: The day the policies compared expiry dates with.
+    today: dt.date | None = None
+    #: The agreement (reference) the allow relied on, if any.
+    agreement: str | None = None
+    #: Cedar evaluation errors (each makes its candidate fail closed).
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def effect(self) -> str:
+        return "allow" if self.allowed else "deny"
+
+    def message(self) -> str:
+        """One line for a person: the decision and why."""
+        verb = "may" if self.allowed else "may not"
+        return f"{self.principal} {verb} {self.action} {self.resource}: " + "; ".join(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["decision"] = self.effect
+        data["evaluated_at"] = self.evaluated_at.isoformat()
+        data["today"] = self.today.isoformat() if self.today else None
+        return data
+
+
+def render(template: str, facts: Mapping[str, str]) -> str:
+    """Fill ``{name}`` placeholders from ``facts``; an unknown name is left visible, never dropped."""
+    return _PLACEHOLDER.sub(lambda m: facts.get(m.group(1), m.group(0)), template)
+
+
+def _dimension(info: PolicyInfo) -> str:
+    """Which candidate a forbid is about: an agreement, an accreditation, or neither ("general")."""
+    if info.id.startswith("agreement.") or "{agreement" in info.reason:
+        return "agreement"
+    if info.id.startswith("accreditation.") or "{accreditation" in info.reason:
+        return "accreditation"
+    return "general"
+
+
+class PolicyEngine:
+    """Evaluates requests against a validated :class:`PolicyBundle`.
+
+    Example:
+        >>> engine = PolicyEngine.load(Path("policies"))
+        >>> decision = engine.evaluate(world.request("read_dataset", "alice", project="P1",
+        ...                                          dataset="hes", today="2025-06-01"))
+        >>> decision.allowed, decision.reasons
+    """
+
+    def __init__(self, bundle: PolicyBundle) -> None:
+        self.bundle = bundle
+
+    @classmethod
+    def load(cls, policies_dir: Path) -> PolicyEngine:
+        """Load and validate the bundle; raises :class:`PolicyBundleError` naming file and line."""
+        return cls(load_bundle(policies_dir))
+
+    @property
+    def bundle_hash(self) -> str:
+        return self.bundle.hash
+
+    # Pure evaluation --------------------------------------------------------------------------
+
+    def evaluate(self, request: PolicyRequest) -> Decision:
+        """Decide ``request`` (no database, no audit)."""
+        cedar_input = build(request)
+        results = self.run(cedar_input)
+        return self.interpret(request, cedar_input, results)
+
+    def run(self, cedar_input: CedarInput) -> list[cedarpy.AuthzResult]:
+        """The Cedar evaluation itself: every candidate in one batch."""
+        return cedarpy.is_authorized_batch(
+            [c.cedar_request for c in cedar_input.candidates],
+            self.bundle.policy_set,
+            cedar_input.entities,
+            schema=self.bundle.schema,
+        )
+
+    def _ids(self, result: cedarpy.AuthzResult) -> list[str]:
+        annotations = result.diagnostics.id_annotations_by_reason
+        return [annotations.get(pid, pid) for pid in result.diagnostics.reasons]
+
+    def interpret(
+        self, request: PolicyRequest, cedar_input: CedarInput, results: Sequence[cedarpy.AuthzResult]
+    ) -> Decision:
+        """Turn Cedar's per-candidate results into one :class:`Decision` with its reasons."""
+        now = clock.now()
+        base = Decision(
+            allowed=False,
+            action=request.action,
+            principal=cedar_input.principal,
+            resource=cedar_input.resource_label,
+            reasons=[],
+            policy_ids=[],
+            bundle_hash=self.bundle.hash,
+            evaluated_at=now,
+            resource_type=cedar_input.resource_type,
+            resource_id=cedar_input.resource_id,
+            principal_id=request.user.id,
+            today=request.today,
+        )
+        errors: list[str] = []
+        for candidate, result in zip(cedar_input.candidates, results, strict=True):
+            candidate_errors = [str(e) for e in result.diagnostics.errors]
+            errors.extend(candidate_errors)
+            # A policy that fails to evaluate is skipped by Cedar; for a forbid that would fail open,
+            # so a candidate with any evaluation error never allows.
+            if result.allowed and not candidate_errors:
+                return replace(
+                    base,
+                    allowed=True,
+                    reasons=self._allow_reasons(request, candidate, self._ids(result)),
+                    policy_ids=self._ids(result),
+                    agreement=candidate.agreement.reference if candidate.agreement else None,
+                    errors=errors,
+                )
+        reasons, policy_ids = self._deny_reasons(request, cedar_input, results)
+        if errors:
+            reasons.append(
+                "the policies could not be evaluated completely, so access is refused: " + "; ".join(errors)
+            )
+            log.error(
+                "policy evaluation errors for %s %s: %s", request.action, cedar_input.resource_id, errors
+            )
+        return replace(base, reasons=reasons, policy_ids=policy_ids, errors=errors)
+
+    def _allow_reasons(self, request: PolicyRequest, candidate: Candidate, ids: list[str]) -> list[str]:
+        facts = candidate.facts
+        reasons = [render(self.bundle.policies[i].reason, facts) for i in ids if i in self.bundle.policies]
+        if candidate.accreditation is not None:
+            reasons.append(
+                render("accreditation {accreditation} is valid until {accreditation_expires_on}", facts)
+            )
+        if candidate.agreement is not None:
+            reasons.append(
+                render(
+                    "agreement {agreement} of {agreement_owner} covers dataset {dataset} for "
+                    "{project_organisation}, purpose '{project_purpose}' and legal gateway "
+                    "'{project_legal_gateway}' until {agreement_valid_to}",
+                    facts,
+                )
+            )
+        return reasons
+
+    def _deny_reasons(
+        self, request: PolicyRequest, cedar_input: CedarInput, results: Sequence[cedarpy.AuthzResult]
+    ) -> tuple[list[str], list[str]]:
+        candidates = cedar_input.candidates
+        fired: list[list[PolicyInfo]] = []
+        for result in results:
+            infos = [self.bundle.policies[i] for i in self._ids(result) if i in self.bundle.policies]
+            fired.append([info for info in infos if info.effect == "forbid"])
+        # Cedar names only the forbids when it denies; whether any permit applied at all is asked of
+        # the permits alone, so "nobody permits this" is also Cedar's answer, not a guess.
+        permitted = cedarpy.is_authorized_batch(
+            [c.cedar_request for c in candidates],
+            self.bundle.permit_set,
+            cedar_input.entities,
+            schema=self.bundle.schema,
+        )
+        no_permit = (
+            []
+            if any(r.allowed for r in permitted)
+            else [self._no_permit_reason(request, candidates[0].facts)]
+        )
+        if not any(fired):
+            return no_permit, []
+
+        # A dimension (accreditation, agreement) is not to blame if some candidate passes all of its
+        # conditions: then only the other dimensions' failures explain the deny.
+        blamed: set[str] = {"general"}
+        for dimension in ("accreditation", "agreement"):
+            if all(any(_dimension(info) == dimension for info in infos) for infos in fired):
+                blamed.add(dimension)
+
+        general: list[str] = []
+        accreditation: list[str] = []
+        per_agreement: dict[str, list[str]] = {}
+        policy_ids: list[str] = []
+        for candidate, infos in zip(candidates, fired, strict=True):
+            for info in infos:
+                dimension = _dimension(info)
+                if dimension not in blamed:
+                    continue
+                if info.id not in policy_ids:
+                    policy_ids.append(info.id)
+                text = render(info.reason, candidate.facts)
+                if dimension == "agreement" and candidate.agreement is not None:
+                    bucket = per_agreement.setdefault(candidate.agreement.reference, [])
+                elif dimension == "accreditation":
+                    bucket = accreditation
+                else:
+                    bucket = general
+                if text not in bucket:
+                    bucket.append(text)
+
+        reasons = no_permit + general + accreditation
+        if per_agreement and request.action in DATASET_ACTIONS and request.dataset and request.project:
+            facts = candidates[0].facts
+            reasons.append(
+                render(
+                    "no agreement of {dataset_owner} covers dataset {dataset} for {project_organisation} "
+                    "(project {project})",
+                    facts,
+                )
+                + ":"
+            )
+            listed = list(per_agreement.items())
+            for _reference, texts in listed[:MAX_LISTED_AGREEMENTS]:
+                reasons.extend(texts)
+            if len(listed) > MAX_LISTED_AGREEMENTS:
+                reasons.append(
+                    f"... and {len(listed) - MAX_LISTED_AGREEMENTS} more agreements of "
+                    f"{facts.get('dataset_owner', 'the owner')} fail too"
+                )
+        else:
+            for texts in per_agreement.values():
+                reasons.extend(texts)
+        return reasons, policy_ids
+
+    def _no_permit_reason(self, request: PolicyRequest, facts: Mapping[str, str]) -> str:
+        roles = sorted({role for info in self.bundle.permits_for(request.action) for role in info.roles})
+        needs = f"it needs the role {' or '.join(roles)}" if roles else "no policy permits it for anyone"
+        return render(f"no policy permits {{user}} ({{user_roles}}) to {request.action}: {needs}", facts)
+
+    # Database-backed decisions ------------------------------------------------------------------
+
+    def decide(
+        self,
+        session: Session,
+        user: User | Actor | None,
+        action: str,
+        *,
+        project: Project | str | None = None,
+        dataset: Dataset | str | None = None,
+        columns: Sequence[str] | None = None,
+        release: ReleaseLike | None = None,
+        agreement: DataSharingAgreement | None = None,
+        audit: bool = True,
+    ) -> Decision:
+        """Load the facts from the database, decide, and write the decision to the audit log.
+
+        An allow is recorded in ``session``'s transaction (commit it with the change it permits); a
+        deny is recorded and committed in a transaction of its own, because the caller's is about to
+        be rolled back - unless ``session`` has already written, when it goes into ``session`` too
+        (commit or lose it). So decide before writing.
+
+        Args:
+            session: the caller's database session.
+            user: the user (or :class:`Actor`) asking; None is the system/operator.
+            action: one of :data:`policy.facts.ACTIONS`.
+            project: the project (model or id) for project and dataset actions.
+            dataset: the dataset (model or id) for read_dataset, build_view, ingest_dataset.
+            columns: the columns asked for; None means every column the approval lists.
+            release: the release request (anything with id, requester_id, project_id, checker_ids).
+            agreement: the agreement being granted (grant_agreement), saved or not.
+            audit: False only for previews that grant nothing (e.g. whether to show a button).
+        """
+        from tre_platform.policy.db import load_request
+
+        request = load_request(
+            session,
+            user,
+            action,
+            project=project,
+            dataset=dataset,
+            columns=columns,
+            release=release,
+            agreement=agreement,
+            today=clock.today(),
+        )
+        decision = self.evaluate(request)
+        if audit:
+            write_audit(session, decision, request)
+        return decision
+
+    def check(self, session: Session, user: User | Actor | None, action: str, **objects: Any) -> Decision:
+        """Like :meth:`decide`, but raise :class:`PolicyDenied` (carrying the reasons) on a deny."""
+        decision = self.decide(session, user, action, **objects)
+        if not decision.allowed:
+            raise PolicyDenied(decision.message(), reasons=decision.reasons)
+        return decision
+
+    def can(self, session: Session, user: User | Actor | None, action: str, **objects: Any) -> bool:
+        """Like :meth:`decide`, answering only yes or no."""
+        return self.decide(session, user, action, **objects).allowed
+
+
+def write_audit(session: Session, decision: Decision, request: PolicyRequest) -> None:
+    """Record ``decision`` in the audit log (allow: caller's transaction; deny: its own)."""
+    from sqlalchemy.orm import Session as SessionClass
+
+    from tre_platform.api.audit.service import record
+
+    details: dict[str, Any] = {
+        "bundle_hash": decision.bundle_hash,
+        "policy_ids": decision.policy_ids,
+        "principal_id": decision.principal_id,
+        "today": request.today.isoformat(),
+        "project_id": request.project.id if request.project else None,
+        "dataset_id": request.dataset.id if request.dataset else None,
+        "columns": list(request.columns) if request.columns is not None else None,
+        "agreement": decision.agreement,
+    }
+    kwargs: dict[str, Any] = {
+        "actor": decision.principal,
+        "action": f"policy.{decision.action}",
+        "target_type": decision.resource_type,
+        "target_id": decision.resource_id,
+        "decision": decision.effect,
+        "reasons": decision.reasons,
+        "details": details,
+    }
+    if decision.allowed or _has_written(session):
+        # With writes pending, the caller's transaction holds the write lock (SQLite) or the audit
+        # chain's lock (PostgreSQL): a second transaction would wait on it forever.
+        record(session, **kwargs)
+        return
+    with SessionClass(bind=session.get_bind()) as own:
+        record(own, **kwargs)
+        own.commit()
+
+
+def _has_written(session: Session) -> bool:
+    return bool(session.new or session.dirty or session.deleted or "audit_head" in session.info)
+
+
+@lru_cache(maxsize=4)
+def _engine_for(policies_dir: Path) -> PolicyEngine:
+    return PolicyEngine.load(policies_dir)
+
+
+def get_engine() -> PolicyEngine:
+    """The process-wide engine for ``get_settings().policies_dir`` (loaded and validated once)."""
+    return _engine_for(get_settings().policies_dir.resolve())
+
+
+def reload_engine() -> PolicyEngine:
+    """Drop the cached engine and load the bundle again (after policies change)."""
+    _engine_for.cache_clear()
+    return get_engine()
+
+
+def authorize(
+    session: Session,
+    user: User | Actor | None,
+    action: str,
+    *,
+    project: Project | str | None = None,
+    dataset: Dataset | str | None = None,
+    columns: Sequence[str] | None = None,
+    release: ReleaseLike | None = None,
+    agreement: DataSharingAgreement | None = None,
+    audit: bool = True,
+) -> Decision:
+    """The one call every enforcement point makes (view builder, spawner, airlock, API services).
+
+    Returns the audited :class:`Decision`; callers that must stop on a deny use
+    ``authorize(...).allowed`` or :func:`require`.
+
+    Example:
+        >>> decision = authorize(session, user, "read_dataset", project=project, dataset=hes,
+        ...                      columns=["age", "sex"])
+        >>> if not decision.allowed:
+        ...     raise PolicyDenied(decision.message(), reasons=decision.reasons)
+    """
+    return get_engine().decide(
+        session,
+        user,
+        action,
+        project=project,
+        dataset=dataset,
+        columns=columns,
+        release=release,
+        agreement=agreement,
+        audit=audit,
+    )
+
+
+def require(session: Session, user: User | Actor | None, action: str, **objects: Any) -> Decision:
+    """:func:`authorize`, raising :class:`PolicyDenied` with the reasons when denied."""
+    return get_engine().check(session, user, action, **objects)

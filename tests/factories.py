@@ -1,0 +1,358 @@
+"""Factories for control-plane objects: ``make_x(session, **overrides)`` builds a valid object through the
+service layer (so every factory-made object also has its audit event), with sensible defaults.
+
+Also :func:`build_world`, the small population the API tests and the permission matrix run against: one
+user per role, two data-owning organisations, a dataset each, projects in several states and agreements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tre_platform.actor import Actor
+from tre_platform.api.agreements import service as agreements
+from tre_platform.api.agreements.models import DataSharingAgreement
+from tre_platform.api.agreements.schemas import AgreementCreate
+from tre_platform.api.datasets import service as datasets
+from tre_platform.api.datasets.models import Dataset
+from tre_platform.api.datasets.schemas import DatasetCreate
+from tre_platform.api.orgs import service as orgs
+from tre_platform.api.orgs.models import Organisation
+from tre_platform.api.orgs.schemas import OrgCreate
+from tre_platform.api.projects import service as projects
+from tre_platform.api.projects.models import Project
+from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate
+from tre_platform.api.users import service as users
+from tre_platform.api.users.models import Accreditation, User
+from tre_platform.api.users.schemas import AccreditationCreate, TokenCreate, UserCreate
+from tre_platform.clock import clock
+
+SYSTEM = Actor.system("tests")
+PASSWORD = "correct horse battery staple"
+ROLES = ("admin", "data_owner", "approver", "researcher", "output_checker")
+_counter = itertools.count(1)
+
+
+def _n() -> int:
+    return next(_counter)
+
+
+def today() -> dt.date:
+    return clock.today()
+
+
+def make_org(session: Session, **overrides: Any) -> Organisation:
+    n = _n()
+    data: dict[str, Any] = {"slug": f"org-{n}", "name": f"Organisation {n}", "kind": "both"}
+    data.update(overrides)
+    return orgs.create_org(session, SYSTEM, OrgCreate(**data))
+
+
+def make_user(session: Session, *, roles: list[str] | None = None, **overrides: Any) -> User:
+    """A user with a password (``PASSWORD``) and ``roles``; data_owner gets the user's organisation."""
+    n = _n()
+    org_id = overrides.pop("organisation_id", None) or make_org(session).id
+    grants = [
+        {"role": role, "organisation_id": org_id if role == "data_owner" else None} for role in (roles or [])
+    ]
+    data: dict[str, Any] = {
+        "username": f"user-{n}",
+        "full_name": f"User {n}",
+        "email": f"user{n}@example.org",
+        "organisation_id": org_id,
+        "password": PASSWORD,
+        "roles": grants,
+    }
+    data.update(overrides)
+    return users.create_user(session, SYSTEM, UserCreate(**data))
+
+
+def make_accreditation(session: Session, user: User, **overrides: Any) -> Accreditation:
+    data: dict[str, Any] = {
+        "scheme": "DEA accredited researcher",
+        "granted_on": today() - dt.timedelta(days=30),
+        "expires_on": today() + dt.timedelta(days=365),
+    }
+    data.update(overrides)
+    return users.add_accreditation(session, SYSTEM, user.id, AccreditationCreate(**data))
+
+
+def make_token(session: Session, user: User, **overrides: Any) -> str:
+    """A raw API token for ``user``."""
+    data: dict[str, Any] = {"name": f"token-{_n()}"}
+    data.update(overrides)
+    return users.create_api_token(session, Actor.of(user), TokenCreate(**data))[1]
+
+
+DEFAULT_SCHEMA: list[dict[str, Any]] = [
+    {"name": "nhs_number", "type": "string", "identifier": True, "index": "demographic"},
+    {"name": "age", "type": "integer", "min": 0, "max": 120},
+    {"name": "region", "type": "string", "allowed": ["north", "south"]},
+    {"name": "admitted", "type": "date", "required": False},
+]
+
+
+def make_dataset(session: Session, *, owner: Organisation | None = None, **overrides: Any) -> Dataset:
+    n = _n()
+    data: dict[str, Any] = {
+        "name": f"dataset-{n}",
+        "title": f"Dataset {n}",
+        "owner_org_id": (owner or make_org(session)).id,
+        "tier": 2,
+        "schema": DEFAULT_SCHEMA,
+    }
+    data.update(overrides)
+    return datasets.register_dataset(session, SYSTEM, DatasetCreate(**data))
+
+
+def make_project(
+    session: Session,
+    *,
+    lead: User | None = None,
+    dataset: Dataset | None = None,
+    state: str = "draft",
+    approver: User | None = None,
+    **overrides: Any,
+) -> Project:
+    """A project led by ``lead`` requesting ``dataset``, moved to ``state`` through the real transitions."""
+    lead = lead or make_user(session, roles=["researcher"])
+    data: dict[str, Any] = {
+        "title": f"Project {_n()}",
+        "lay_summary": "A study of outcomes that is in the public interest.",
+        "purpose": "policy_evidence",
+        "legal_gateway": "dea",
+        "start_date": today(),
+        "end_date": today() + dt.timedelta(days=365),
+    }
+    data.update(overrides)
+    actor = Actor.of(lead)
+    project = projects.create_project(session, actor, ProjectCreate(**data))
+    if dataset is not None:
+        projects.request_dataset(
+            session, actor, project.id, DatasetRequest(dataset_id=dataset.id, columns=dataset.research_columns[:1])
+        )
+    path = {
+        "draft": [],
+        "submitted": ["submit"],
+        "returned": ["submit", "return"],
+        "rejected": ["submit", "reject"],
+        "approved": ["submit", "approve"],
+        "active": ["submit", "approve", "activate"],
+        "closed": ["submit", "approve", "close"],
+    }[state]
+    for action in path:
+        who = actor if action == "submit" else Actor.system("tests")
+        if action in ("approve", "reject", "return") and approver is not None:
+            who = Actor.of(approver)
+        projects.transition(session, who, project.id, action, f"{action} by factory")
+    return project
+
+
+def make_agreement(
+    session: Session, *, owner: Organisation, recipients: list[Organisation] | None = None, **overrides: Any
+) -> DataSharingAgreement:
+    data: dict[str, Any] = {
+        "title": f"Agreement {_n()}",
+        "owner_org_id": owner.id,
+        "all_datasets": True,
+        "purposes": ["policy_evidence"],
+        "legal_gateways": ["dea"],
+        "valid_from": today(),
+        "valid_to": today() + dt.timedelta(days=365),
+    }
+    if recipients:
+        data["recipient_org_ids"] = [r.id for r in recipients]
+    else:
+        data["any_accredited"] = True
+    data.update(overrides)
+    return agreements.grant_agreement(session, SYSTEM, AgreementCreate(**data))
+
+
+# The world -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Ids, usernames and raw tokens of the objects every API test can use (plain data: it is reused
+    across copies of a template database)."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    usernames: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    #: A second token per role, whose id the role may revoke.
+    spare_token_ids: dict[str, str] = field(default_factory=dict)
+
+    def headers(self, role: str) -> dict[str, str]:
+        """Bearer headers for ``role`` ('anonymous': none)."""
+        if role == "anonymous":
+            return {}
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def build_world(session: Session) -> World:
+    """The standard population (committed by the caller)."""
+    world = World()
+    health = make_org(session, slug="health", name="Health Data Agency", kind="data_owner")
+    labour = make_org(session, slug="labour", name="Labour Market Office", kind="data_owner")
+    uni = make_org(
+        session, slug="uni", name="University", kind="research_body", accredited_until=today() + dt.timedelta(400)
+    )
+    people: dict[str, User] = {
+        "admin": make_user(session, username="admin", roles=["admin"], organisation_id=uni.id),
+        "data_owner": make_user(session, username="owner", roles=["data_owner"], organisation_id=health.id),
+        "approver": make_user(session, username="approver", roles=["approver"], organisation_id=uni.id),
+        "researcher": make_user(session, username="researcher", roles=["researcher"], organisation_id=uni.id),
+        "output_checker": make_user(session, username="checker", roles=["output_checker"], organisation_id=uni.id),
+        "other_owner": make_user(session, username="other-owner", roles=["data_owner"], organisation_id=labour.id),
+        "colleague": make_user(session, username="colleague", roles=["researcher"], organisation_id=uni.id),
+        "member": make_user(session, username="member", roles=["researcher"], organisation_id=uni.id),
+    }
+    make_accreditation(session, people["researcher"])
+    accreditation = make_accreditation(session, people["colleague"])
+    hes = make_dataset(session, owner=health, name="hes")
+    lfs = make_dataset(session, owner=labour, name="lfs")
+    draft = make_project(session, lead=people["researcher"], dataset=hes, title="Draft study")
+    projects.add_member(session, Actor.of(people["researcher"]), draft.id, MemberAdd(user_id=people["member"].id))
+    submitted = make_project(session, lead=people["researcher"], dataset=hes, state="submitted", title="Submitted")
+    pending = make_agreement(
+        session,
+        owner=health,
+        recipients=[uni],
+        valid_from=today() + dt.timedelta(days=30),
+        valid_to=today() + dt.timedelta(days=400),
+    )
+    active = make_agreement(session, owner=health)
+    other_agreement = make_agreement(session, owner=labour)
+    for role, user in people.items():
+        world.usernames[role] = user.username
+        world.ids[role] = user.id
+        world.tokens[role] = make_token(session, user)
+        spare, _raw = users.create_api_token(session, Actor.of(user), TokenCreate(name="spare"))
+        world.spare_token_ids[role] = spare.id
+    world.ids.update(
+        health=health.id,
+        labour=labour.id,
+        uni=uni.id,
+        hes=hes.id,
+        lfs=lfs.id,
+        draft=draft.id,
+        submitted=submitted.id,
+        pending_agreement=pending.id,
+        active_agreement=active.id,
+        other_agreement=other_agreement.id,
+        colleague_accreditation=accreditation.id,
+    )
+    return world
+
+
+# Fixtures shared by tests/api and tests/security (imported into their conftest.py) ----------------
+
+import secrets  # noqa: E402
+import shutil  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from argon2 import PasswordHasher  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from tre_platform.api.users.security import use_password_hasher  # noqa: E402
+
+#: One deployment secret for the whole run, so a template database's audit signatures stay valid in copies.
+TEST_SECRET_KEY = "test-" + secrets.token_urlsafe(32)
+#: argon2id with tiny costs: the production defaults (~50 ms a hash) would dominate the permission matrix.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_argon2() -> Iterator[None]:
+    with use_password_hasher(CHEAP_HASHER):
+        yield
+
+
+def _seed(url: str) -> World:
+    from tre_platform.db.session import get_engine, make_session_factory
+
+    with make_session_factory(get_engine(url=url))() as session:
+        world = build_world(session)
+        session.commit()
+    return world
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
+    """A migrated, seeded SQLite file built once; each test gets a copy (migrating per test costs ~0.4 s)."""
+    from tre_platform.db.migrate import upgrade
+    from tre_platform.db.session import reset_engines
+    from tre_platform.settings import get_settings
+
+    data_dir = tmp_path_factory.mktemp("template")
+    path = data_dir / "tre.db"
+    url = f"sqlite:///{path}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRE_DATA_DIR", str(data_dir))
+        mp.setenv("TRE_ENV", "test")
+        mp.setenv("TRE_DATABASE_URL", url)
+        mp.setenv("TRE_SECRET_KEY", TEST_SECRET_KEY)
+        get_settings.cache_clear()
+        upgrade(url)
+        world = _seed(url)
+        reset_engines()  # closes the connections, which checkpoints the WAL into the file
+    get_settings.cache_clear()
+    return path, world
+
+
+@pytest.fixture
+def world(
+    request: pytest.FixtureRequest, _isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> World:
+    """A database holding :func:`build_world`'s population; TRE_DATABASE_URL points at it."""
+    from tre_platform.settings import get_settings
+
+    monkeypatch.setenv("TRE_SECRET_KEY", TEST_SECRET_KEY)
+    get_settings.cache_clear()
+    if request.config.getoption("--db") == "postgres":
+        url = request.getfixturevalue("db_url")
+        return _seed(url)
+    template, seeded = request.getfixturevalue("_sqlite_template")
+    _isolated_settings.mkdir(parents=True, exist_ok=True)
+    target = _isolated_settings / "tre.db"
+    shutil.copyfile(template, target)
+    monkeypatch.setenv("TRE_DATABASE_URL", f"sqlite:///{target}")
+    get_settings.cache_clear()
+    return seeded
+
+
+@pytest.fixture(scope="session")
+def _shared_app() -> Any:
+    """One application for the run (building one costs ~80 ms); ``client`` points it at each test's database."""
+    from tre_platform.api.app import create_app
+    from tre_platform.settings import Settings
+
+    return create_app(Settings(env="test", database_url="sqlite://", secret_key=TEST_SECRET_KEY))
+
+
+@pytest.fixture
+def client(world: World, _shared_app: Any) -> Iterator[TestClient]:
+    """A client of the app, on the world's database (server errors come back as responses)."""
+    from tre_platform.db.session import get_engine, make_session_factory
+    from tre_platform.settings import get_settings
+
+    _shared_app.state.settings = get_settings()
+    _shared_app.state.session_factory = make_session_factory(get_engine())
+    with TestClient(_shared_app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def db(world: World) -> Iterator[Session]:
+    """A session on the world's database, for arranging and checking state directly."""
+    from tre_platform.db.session import get_engine, make_session_factory
+
+    with make_session_factory(get_engine())() as session:
+        yield session

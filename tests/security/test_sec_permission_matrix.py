@@ -1,0 +1,252 @@
+"""Every role x every route -> the expected status.
+
+The route list comes from the application itself, so a new route without an entry here fails
+``test_every_route_has_a_matrix_entry``. Each case runs against a fresh copy of the standard world
+(tests/factories.py:build_world) with the role's bearer token; 'anonymous' sends no credentials.
+
+Visibility rules the matrix pins down: another organisation's agreements and other people's projects are
+'not found' (404), not 'forbidden'; the catalogue of datasets is visible to every signed-in user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from factories import PASSWORD, World
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from tre_platform.api.app import create_app
+
+ROLES = ["admin", "data_owner", "approver", "researcher", "output_checker", "anonymous"]
+Build = Callable[[World, str], tuple[dict[str, str], dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Build
+    expect: dict[str, int]
+
+
+def statuses(default: int, anonymous: int = 401, **by_role: int) -> dict[str, int]:
+    """Expected status per role: ``default`` for every signed-in role not named."""
+    return {role: by_role.get(role, default) for role in ROLES[:-1]} | {"anonymous": anonymous}
+
+
+def no_body(params: dict[str, str] | None = None) -> Build:
+    return lambda _w, _r: (params or {}, None)
+
+
+def body(payload: dict[str, Any] | Callable[[World, str], dict[str, Any]], **params: str) -> Build:
+    def build(w: World, role: str) -> tuple[dict[str, str], dict[str, Any] | None]:
+        data = payload(w, role) if callable(payload) else payload
+        return {k: w.ids[v] for k, v in params.items()}, data
+
+    return build
+
+
+def ids(**params: str) -> Build:
+    return lambda w, _r: ({k: w.ids[v] for k, v in params.items()}, None)
+
+
+TODAY = dt.date.today()
+FUTURE = (TODAY + dt.timedelta(days=60)).isoformat()
+LATER = (TODAY + dt.timedelta(days=300)).isoformat()
+
+PUBLIC = statuses(200, anonymous=200)
+ADMIN_ONLY_200 = statuses(403, admin=200)
+ADMIN_ONLY_201 = statuses(403, admin=201)
+#: Objects only admins and the owner organisation's data owners can see.
+OWNER_200 = statuses(404, admin=200, data_owner=200)
+#: A draft is visible to its applicants (the researcher leads it) and admins only.
+APPLICANT_200 = statuses(404, admin=200, researcher=200)
+APPLICANT_201 = statuses(404, admin=201, researcher=201)
+
+MATRIX: dict[str, Case] = {
+    # Public
+    "GET /healthz": Case(no_body(), PUBLIC),
+    "GET /api/v1/openapi.json": Case(no_body(), PUBLIC),
+    "GET /api/v1/docs": Case(no_body(), PUBLIC),
+    # Sign-in
+    "POST /api/v1/auth/login": Case(
+        lambda w, r: ({}, {"username": w.usernames.get(r, "nobody"), "password": PASSWORD}), statuses(200)
+    ),
+    # With a bearer token there is no browser session to complete or end: 409.
+    "POST /api/v1/auth/totp": Case(body({"code": "123456"}), statuses(409)),
+    "POST /api/v1/auth/totp/enrol": Case(no_body(), statuses(200)),
+    "POST /api/v1/auth/totp/confirm": Case(body({"code": "123456"}), statuses(409)),
+    "POST /api/v1/auth/logout": Case(no_body(), statuses(409)),
+    "GET /api/v1/auth/whoami": Case(no_body(), statuses(200)),
+    "POST /api/v1/auth/password": Case(
+        body({"current_password": PASSWORD, "new_password": "a brand new passphrase"}), statuses(204)
+    ),
+    "POST /api/v1/auth/tokens": Case(body({"name": "laptop"}), statuses(201)),
+    "GET /api/v1/auth/tokens": Case(no_body(), statuses(200)),
+    "DELETE /api/v1/auth/tokens/{token_id}": Case(
+        lambda w, r: ({"token_id": w.spare_token_ids.get(r, "0" * 32)}, None), statuses(200)
+    ),
+    # Organisations
+    "POST /api/v1/orgs": Case(body({"slug": "new-org", "name": "New", "kind": "research_body"}), ADMIN_ONLY_201),
+    "GET /api/v1/orgs": Case(no_body(), statuses(200)),
+    "GET /api/v1/orgs/{org_id}": Case(ids(org_id="labour"), statuses(200)),
+    "PATCH /api/v1/orgs/{org_id}": Case(body({"name": "Renamed"}, org_id="labour"), ADMIN_ONLY_200),
+    # Users
+    "POST /api/v1/users": Case(
+        body(
+            lambda w, _r: {
+                "username": "newbie",
+                "full_name": "New Person",
+                "email": "newbie@example.org",
+                "organisation_id": w.ids["uni"],
+                "roles": [{"role": "researcher"}],
+            }
+        ),
+        ADMIN_ONLY_201,
+    ),
+    "GET /api/v1/users": Case(no_body(), ADMIN_ONLY_200),
+    # Someone else's account: only admins know it exists.
+    "GET /api/v1/users/{user_id}": Case(ids(user_id="colleague"), statuses(404, admin=200)),
+    "PATCH /api/v1/users/{user_id}": Case(body({"full_name": "Renamed"}, user_id="colleague"), ADMIN_ONLY_200),
+    "POST /api/v1/users/{user_id}/roles": Case(body({"role": "approver"}, user_id="colleague"), ADMIN_ONLY_201),
+    "DELETE /api/v1/users/{user_id}/roles/{role}": Case(
+        lambda w, _r: ({"user_id": w.ids["colleague"], "role": "researcher"}, None), ADMIN_ONLY_200
+    ),
+    "POST /api/v1/users/{user_id}/accreditations": Case(
+        body(
+            {"scheme": "DEA accredited researcher", "granted_on": TODAY.isoformat(), "expires_on": LATER},
+            user_id="colleague",
+        ),
+        ADMIN_ONLY_201,
+    ),
+    "POST /api/v1/users/{user_id}/accreditations/{accreditation_id}/revoke": Case(
+        body({"reason": "left the organisation"}, user_id="colleague", accreditation_id="colleague_accreditation"),
+        ADMIN_ONLY_200,
+    ),
+    "POST /api/v1/users/{user_id}/training": Case(
+        body({"course": "Safe researcher training", "completed_on": TODAY.isoformat()}, user_id="colleague"),
+        ADMIN_ONLY_201,
+    ),
+    "POST /api/v1/users/{user_id}/password": Case(
+        body({"new_password": "reset by the admin"}, user_id="colleague"), statuses(403, admin=204)
+    ),
+    "POST /api/v1/users/{user_id}/totp/reset": Case(ids(user_id="colleague"), ADMIN_ONLY_200),
+    # Projects
+    "POST /api/v1/projects": Case(
+        body(
+            lambda w, _r: {
+                "title": "New study",
+                "lay_summary": "A new study of public benefit, in plain words.",
+                "purpose": "policy_evidence",
+                "legal_gateway": "dea",
+                "start_date": TODAY.isoformat(),
+                "end_date": LATER,
+                "lead_id": w.ids["researcher"],
+            }
+        ),
+        statuses(403, admin=201, researcher=201),
+    ),
+    "GET /api/v1/projects": Case(no_body(), statuses(200)),
+    # The submitted project requests the health organisation's data: its data owner and approvers see it.
+    "GET /api/v1/projects/{project_id}": Case(
+        ids(project_id="submitted"), statuses(200, output_checker=404)
+    ),
+    "PATCH /api/v1/projects/{project_id}": Case(body({"title": "Better title"}, project_id="draft"), APPLICANT_200),
+    "POST /api/v1/projects/{project_id}/members": Case(
+        body(lambda w, _r: {"user_id": w.ids["colleague"]}, project_id="draft"), APPLICANT_201
+    ),
+    "DELETE /api/v1/projects/{project_id}/members/{user_id}": Case(
+        ids(project_id="draft", user_id="member"), APPLICANT_200
+    ),
+    "POST /api/v1/projects/{project_id}/datasets": Case(
+        body(lambda w, _r: {"dataset_id": w.ids["hes"], "columns": ["age", "region"]}, project_id="draft"),
+        APPLICANT_201,
+    ),
+    "DELETE /api/v1/projects/{project_id}/datasets/{dataset_id}": Case(
+        ids(project_id="draft", dataset_id="hes"), APPLICANT_200
+    ),
+    # Only an approver (who is not an applicant) approves; the lead and admins may not.
+    "POST /api/v1/projects/{project_id}/transitions": Case(
+        body({"action": "approve", "comment": "meets the criteria"}, project_id="submitted"),
+        statuses(403, approver=200, output_checker=404),
+    ),
+    "GET /api/v1/projects/{project_id}/decisions": Case(
+        ids(project_id="submitted"), statuses(200, output_checker=404)
+    ),
+    # Datasets
+    "POST /api/v1/datasets": Case(
+        body(
+            lambda w, _r: {
+                "name": "new-dataset",
+                "title": "New dataset",
+                "owner_org_id": w.ids["health"],
+                "tier": 1,
+                "schema": [{"name": "age", "type": "integer"}],
+            }
+        ),
+        statuses(403, admin=201, data_owner=201),
+    ),
+    "GET /api/v1/datasets": Case(no_body(), statuses(200)),
+    "GET /api/v1/datasets/{dataset_id}": Case(ids(dataset_id="hes"), statuses(200)),
+    "GET /api/v1/datasets/{dataset_id}/versions": Case(ids(dataset_id="hes"), OWNER_200),
+    # Agreements
+    "POST /api/v1/agreements": Case(
+        body(
+            lambda w, _r: {
+                "title": "Share with the university",
+                "owner_org_id": w.ids["health"],
+                "dataset_ids": [w.ids["hes"]],
+                "recipient_org_ids": [w.ids["uni"]],
+                "purposes": ["policy_evidence"],
+                "legal_gateways": ["dea"],
+                "valid_from": TODAY.isoformat(),
+                "valid_to": LATER,
+            }
+        ),
+        statuses(403, admin=201, data_owner=201),
+    ),
+    "GET /api/v1/agreements": Case(no_body(), statuses(200)),
+    "GET /api/v1/agreements/{agreement_id}": Case(ids(agreement_id="active_agreement"), OWNER_200),
+    "PATCH /api/v1/agreements/{agreement_id}": Case(
+        body({"title": "Renamed", "valid_from": FUTURE}, agreement_id="pending_agreement"), OWNER_200
+    ),
+    "POST /api/v1/agreements/{agreement_id}/revoke": Case(
+        body({"reason": "the purpose has lapsed"}, agreement_id="active_agreement"), OWNER_200
+    ),
+    # Audit
+    "GET /api/v1/audit/events": Case(no_body(), ADMIN_ONLY_200),
+    "GET /api/v1/audit/verify": Case(no_body(), ADMIN_ONLY_200),
+}
+
+
+def app_routes() -> set[str]:
+    app = create_app()
+    found = set()
+    for route in iter_route_contexts(app.routes):
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            found.add(f"{method} {route.path}")
+    return found
+
+
+def test_every_route_has_a_matrix_entry(db_url: str) -> None:
+    routes = app_routes()
+    assert routes - MATRIX.keys() == set(), "add these routes to MATRIX with the expected status per role"
+    assert MATRIX.keys() - routes == set(), "these MATRIX entries name routes that no longer exist"
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", sorted(MATRIX))
+def test_permission_matrix(route: str, role: str, client: TestClient, world: World) -> None:
+    case = MATRIX[route]
+    method, template = route.split(" ", 1)
+    params, payload = case.build(world, role)
+    path = template.format(**params)
+    response = client.request(method, path, json=payload, headers=world.headers(role))
+    expected = case.expect[role]
+    assert response.status_code == expected, f"{role} {method} {path}: {response.status_code} {response.text}"
+    if response.status_code >= 400:
+        error = response.json()
+        assert error["error"] and error["message"], "every refusal says what went wrong"

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tre_platform.settings import Environment, Settings
+
+
+def test_database_defaults_to_sqlite_in_the_data_directory(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d")
+    assert settings.resolved_database_url == f"sqlite:///{(tmp_path / 'd').resolve() / 'tre.db'}"
+
+
+def test_environment_variables_use_the_tre_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TRE_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("TRE_PORT", "9001")
+    monkeypatch.setenv("TRE_TOTP_REQUIRED_ROLES", "admin, approver")
+    settings = Settings()
+    assert settings.resolved_database_url == "postgresql+psycopg://u@h/db"
+    assert settings.port == 9001
+    assert settings.totp_required_roles == ["admin", "approver"]
+
+
+@pytest.mark.parametrize("placeholder", ["change-me", "CHANGEME", "secret", " password "])
+@pytest.mark.parametrize("env", [Environment.prod, Environment.test])
+def test_placeholder_secret_is_refused_outside_dev(placeholder: str, env: Environment) -> None:
+    with pytest.raises(ValueError, match="TRE_SECRET_KEY is a placeholder"):
+        Settings(env=env, secret_key=placeholder)
+
+
+def test_placeholder_secret_is_allowed_in_dev() -> None:
+    assert Settings(env=Environment.dev, secret_key="change-me").get_secret_key() == b"change-me"
+
+
+def test_placeholder_kek_is_refused() -> None:
+    with pytest.raises(ValueError, match="TRE_KEK"):
+        Settings(env=Environment.prod, kek="changeme")
+
+
+def test_secret_key_is_generated_once_into_the_data_directory(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    first = settings.get_secret_key()
+    assert len(first) >= 48
+    assert settings.get_secret_key() == first
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_secrets_never_show_in_repr() -> None:
+    settings = Settings(secret_key="a-real-and-long-secret-value", kek="another-real-secret-value")
+    assert "a-real-and-long-secret-value" not in repr(settings)
+    assert "another-real-secret-value" not in str(settings.model_dump())
+
+
+def test_bad_port_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="port"):
+        Settings(port=70000)

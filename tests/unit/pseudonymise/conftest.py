@@ -1,0 +1,126 @@
+"""Fixtures for the pseudonymisation tests: one Spark session, one Dask cluster, and an engine runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import settings
+
+# Hypothesis' default deadline is a wall-clock limit per example; the house rules forbid those.
+settings.register_profile("tre-pseudonymise", deadline=None, derandomize=False)
+settings.load_profile("tre-pseudonymise")
+
+Values = list[Any]
+Runner = Callable[[str, Values, bytes], list[str | None]]
+
+NON_SPARK_ENGINES = ("python", "pandas", "polars_series", "polars_expr", "arrow", "dask")
+SPARK_ENGINES = ("spark_builtin", "spark_sha2", "spark_arrow_udf", "spark_pandas_udf", "spark_column")
+ALL_ENGINES = NON_SPARK_ENGINES + SPARK_ENGINES
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session for the whole test session (local[1], no UI)."""
+    from pyspark.sql import SparkSession
+
+    # UDF workers must run this interpreter, which has tre_lib installed.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("tre-pseudonymise-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("WARN")
+    yield session
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[Any]:
+    """One in-process Dask cluster (1 worker, 1 thread) for the whole test session."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _null(v: Any) -> Any:
+    return None if v is None or v is pd.NA else v
+
+
+def _run(engine: str, values: Values, key: bytes, request: pytest.FixtureRequest) -> list[str | None]:
+    from tre_lib.pseudonymise import hmac_sha256
+
+    if engine == "python":
+        return hmac_sha256(values, key)  # type: ignore[no-any-return]
+    if engine == "pandas":
+        return [_null(v) for v in hmac_sha256(pd.Series(values, dtype=object), key).tolist()]
+    if engine == "arrow":
+        return hmac_sha256(pa.array(values), key).to_pylist()  # type: ignore[no-any-return]
+    if engine in ("polars_series", "polars_expr"):
+        series = pl.Series("v", values)
+        if engine == "polars_series":
+            return hmac_sha256(series, key).to_list()  # type: ignore[no-any-return]
+        frame = pl.DataFrame({"v": series}).lazy().select(hmac_sha256(pl.col("v"), key))
+        return frame.collect()["v"].to_list()
+    if engine == "dask":
+        import dask
+        import dask.dataframe as dd
+
+        request.getfixturevalue("dask_client")
+        # Dask turns object columns into strings by default, which cannot hold binary IDs.
+        binary = any(isinstance(v, bytes) for v in values)
+        with dask.config.set({"dataframe.convert-string": not binary}):
+            ds = dd.from_pandas(pd.Series(values, dtype=object, name="v"), npartitions=2)
+        return [_null(v) for v in hmac_sha256(ds, key).compute().tolist()]
+    if engine.startswith("spark_"):
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        from tre_lib.pseudonymise import spark_pseudonymise
+
+        session = request.getfixturevalue("spark")
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, bytes) for v in present):
+            dtype: T.DataType = T.BinaryType()
+            rows = [(None if v is None else bytearray(v),) for v in values]
+        elif present and all(isinstance(v, int) for v in present):
+            dtype, rows = T.LongType(), [(v,) for v in values]
+        else:
+            dtype, rows = T.StringType(), [(v,) for v in values]
+        schema = T.StructType([T.StructField("i", T.IntegerType()), T.StructField("v", dtype)])
+        df = session.createDataFrame([(i, *row) for i, row in enumerate(rows)], schema)
+        if engine == "spark_column":
+            out = df.select("i", hmac_sha256(F.col("v"), key).alias("v"))
+        else:
+            out = spark_pseudonymise(df, ["v"], key, method=engine.removeprefix("spark_"))
+        return [row["v"] for row in out.orderBy("i").collect()]
+    raise AssertionError(f"unknown engine {engine}")
+
+
+@pytest.fixture(scope="session", params=ALL_ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine name in turn; tests taking it run once per engine."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def run_engine(request: pytest.FixtureRequest) -> Runner:
+    """Return ``run(engine, values, key) -> list of hex or None`` for any engine in ALL_ENGINES."""
+
+    def run(engine: str, values: Values, key: bytes) -> list[str | None]:
+        return _run(engine, values, key, request)
+
+    return run

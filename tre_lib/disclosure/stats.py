@@ -1,0 +1,257 @@
+"""Per-cell statistics of a table, computed by an engine (pandas here; Spark and Dask in ``engines``).
+
+Every rule needs only a handful of numbers per cell: how many records, how many non-missing values, how
+many negative, the total, the largest few contributions and the published statistic itself. Engines compute
+these for every grouping of the table (leaves and each level of margins) and hand back only these numbers,
+so the rules never need the microdata in the driver.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from tre_lib.disclosure.errors import TableSpecError
+from tre_lib.disclosure.structure import MARGIN, CellKey, Key
+
+AGGFUNCS = ("count", "sum", "mean", "median", "quantile", "min", "max", "std", "var")
+ADDITIVE = ("count", "sum")
+
+
+@dataclass(frozen=True)
+class CellStats:
+    """What the rules know about one cell.
+
+    Attributes:
+        n_rows: records in the cell.
+        n: contributors with a non-missing value (records, for a count table).
+        n_missing: records whose value is missing.
+        n_negative: contributions below zero.
+        total: sum of the values (the count, for a count table).
+        top: the largest contributions, largest first.
+        value: the published statistic (NaN when undefined, e.g. the mean of an empty cell).
+    """
+
+    n_rows: int = 0
+    n: int = 0
+    n_missing: int = 0
+    n_negative: int = 0
+    total: float = 0.0
+    top: tuple[float, ...] = ()
+    value: float = math.nan
+
+
+@dataclass
+class TableStats:
+    """Per-cell statistics of a whole table, as an engine returns them."""
+
+    row_keys: list[Key]
+    col_keys: list[Key]
+    cells: dict[CellKey, CellStats] = field(default_factory=dict)
+    dropped_rows: int = 0
+
+    def get(self, cell: CellKey, aggfunc: str) -> CellStats:
+        """Statistics of a cell; an unobserved cell is empty (count and sum 0, other statistics NaN)."""
+        found = self.cells.get(cell)
+        if found is not None:
+            return found
+        return CellStats(value=0.0 if aggfunc in ADDITIVE else math.nan)
+
+
+def check_spec(
+    columns_present: Iterable[str],
+    index: Sequence[str],
+    columns: Sequence[str],
+    values: str | None,
+    aggfunc: str,
+) -> None:
+    """Raise TableSpecError unless the table can be built from these columns."""
+    present = set(columns_present)
+    if not index:
+        raise TableSpecError("index must name at least one column to group rows by")
+    for name in (*index, *columns, *([values] if values is not None else [])):
+        if name not in present:
+            raise TableSpecError(f"column {name!r} is not in the data; columns are {sorted(present)}")
+    if len(set(index) | set(columns)) != len(index) + len(columns):
+        raise TableSpecError("a column may appear only once across index and columns")
+    if aggfunc not in AGGFUNCS:
+        raise TableSpecError(f"aggfunc {aggfunc!r} is not supported; use one of {', '.join(AGGFUNCS)}")
+    if aggfunc != "count" and values is None:
+        raise TableSpecError(f"aggfunc={aggfunc!r} needs values=<a numeric column>")
+
+
+def grouping_sets(n_index: int, n_columns: int, margins: bool) -> list[tuple[int, int]]:
+    """(row levels, column levels) kept by each grouping: the leaves and, with margins, every prefix."""
+    rows = range(n_index + 1) if margins else [n_index]
+    cols = range(n_columns + 1) if margins and n_columns else [n_columns]
+    return [(i, j) for i in rows for j in cols]
+
+
+def split_key(group: Any, n_keys: int, i: int, j: int, n_index: int, n_columns: int) -> CellKey:
+    """Turn a groupby key of the first ``i`` index and ``j`` column variables into (row key, column key)."""
+    parts: tuple[Hashable, ...]
+    if n_keys == 0:
+        parts = ()
+    elif isinstance(group, tuple):
+        parts = tuple(_plain(p) for p in group)
+    else:
+        parts = (_plain(group),)
+    row = (*parts[:i], *([MARGIN] * (n_index - i)))
+    col = (*parts[i:], *([MARGIN] * (n_columns - j)))
+    return row, col
+
+
+def _plain(value: Any) -> Hashable:
+    """numpy scalars as Python ones, so keys compare and serialise simply."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
+
+
+def ordered_keys(leaves: Iterable[Key], nlevels: int, margins: bool) -> list[Key]:
+    """Keys in display order: sorted leaves, each subtotal after its children, the grand total last."""
+    leaf_list = sorted(set(leaves), key=_sort_key)
+    if not margins or nlevels == 0:
+        return leaf_list
+
+    def walk(prefix: Key, level: int) -> list[Key]:
+        if level == nlevels:
+            return [prefix]
+        out: list[Key] = []
+        seen: list[Hashable] = []
+        for leaf in leaf_list:
+            if leaf[:level] == prefix and leaf[level] not in seen:
+                seen.append(leaf[level])
+        for part in seen:
+            out.extend(walk((*prefix, part), level + 1))
+        out.append((*prefix, *([MARGIN] * (nlevels - level))))
+        return out
+
+    return walk((), 0)
+
+
+def _sort_key(key: Key) -> tuple[tuple[int, str, Any], ...]:
+    # Mixed types (e.g. int and str categories) cannot be compared directly; sort by type name first.
+    return tuple((0 if isinstance(p, int | float) else 1, type(p).__name__, p) for p in key)
+
+
+def check_no_margin_label(leaves: Iterable[Key]) -> None:
+    """A category literally called like the margin would be confused with it."""
+    for key in leaves:
+        if MARGIN in key:
+            raise TableSpecError(
+                f"a category is called {MARGIN!r}, which is the margin label; rename that category first"
+            )
+
+
+def pandas_cell_stats(
+    df: pd.DataFrame,
+    index: Sequence[str],
+    columns: Sequence[str],
+    values: str | None,
+    aggfunc: str,
+    q: float,
+    top_k: int,
+    margins: bool,
+) -> TableStats:
+    """Per-cell statistics of a pandas DataFrame for every grouping of the table.
+
+    Args:
+        df: the microdata, one row per contributor.
+        index: row variables.
+        columns: column variables (may be empty for a 1-D table).
+        values: value column, or None for a count table.
+        aggfunc: the published statistic.
+        q: quantile, for ``aggfunc="quantile"``.
+        top_k: how many of the largest contributions to keep per cell.
+        margins: also compute every margin.
+
+    Returns:
+        The table's keys and per-cell statistics.
+    """
+    keys = [*index, *columns]
+    data = df[[*keys, *([values] if values is not None else [])]]
+    complete = data[keys].notna().all(axis=1)
+    dropped = int((~complete).sum())
+    data = data[complete]
+    if values is not None:
+        if not pd.api.types.is_numeric_dtype(data[values]):
+            raise TableSpecError(f"values column {values!r} must be numeric, got {data[values].dtype}")
+        data = data.assign(__neg=(data[values] < 0).astype("int64"))
+        ranked = data.dropna(subset=[values]).sort_values(values, ascending=False, kind="stable")
+    out: dict[CellKey, CellStats] = {}
+    for i, j in grouping_sets(len(index), len(columns), margins):
+        gkeys = [*index[:i], *columns[:j]]
+        groups: Any = data.groupby(gkeys, observed=True, sort=False, dropna=True) if gkeys else None
+        if values is None:
+            sizes = groups.size() if gkeys else pd.Series([len(data)], index=[()])
+            for group, size in sizes.items():
+                cell = split_key(group, len(gkeys), i, j, len(index), len(columns))
+                out[cell] = CellStats(n_rows=int(size), n=int(size), total=float(size), value=float(size))
+            continue
+        if gkeys:
+            column = groups[values]
+            summary = pd.DataFrame(
+                {
+                    "n_rows": groups.size(),
+                    "n": column.count(),
+                    "total": column.sum(),
+                    "n_negative": groups["__neg"].sum(),
+                    "value": _aggregate(column, aggfunc, q),
+                }
+            )
+            tops = (
+                ranked.groupby(gkeys, observed=True, sort=False)
+                .head(top_k)
+                .groupby(gkeys, observed=True, sort=False)[values]
+                .agg(tuple)
+            )
+        else:
+            series = data[values]
+            summary = pd.DataFrame(
+                {
+                    "n_rows": [len(data)],
+                    "n": [int(series.count())],
+                    "total": [float(series.sum())],
+                    "n_negative": [int(data["__neg"].sum())],
+                    "value": [_aggregate(series, aggfunc, q)],
+                },
+                index=pd.Index([()], tupleize_cols=False),
+            )
+            tops = pd.Series([tuple(ranked[values].head(top_k))], index=pd.Index([()], tupleize_cols=False))
+        top_lookup = tops.to_dict()
+        for group, row in zip(summary.index, summary.itertuples(index=False), strict=True):
+            cell = split_key(group, len(gkeys), i, j, len(index), len(columns))
+            n_rows, n = int(row.n_rows), int(row.n)
+            out[cell] = CellStats(
+                n_rows=n_rows,
+                n=n,
+                n_missing=n_rows - n,
+                n_negative=int(row.n_negative),
+                total=float(row.total),
+                top=tuple(float(x) for x in top_lookup.get(group, ())),
+                value=_count_or(aggfunc, n, float(row.value)),
+            )
+    leaves = [cell for cell in out if MARGIN not in cell[0] and MARGIN not in cell[1]]
+    check_no_margin_label(k for cell in leaves for k in cell)
+    return TableStats(
+        row_keys=ordered_keys((r for r, _ in leaves), len(index), margins),
+        col_keys=ordered_keys((c for _, c in leaves), len(columns), margins),
+        cells=out,
+        dropped_rows=dropped,
+    )
+
+
+def _count_or(aggfunc: str, n: int, value: float) -> float:
+    return float(n) if aggfunc == "count" else value
+
+
+def _aggregate(column: Any, aggfunc: str, q: float) -> Any:
+    if aggfunc == "quantile":
+        return column.quantile(q)
+    if aggfunc == "count":
+        return column.count()
+    return column.agg(aggfunc)

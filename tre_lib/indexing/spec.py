@@ -1,0 +1,266 @@
+"""Match specifications: per index kind (and per dataset) keys, Splink comparisons, blocking and thresholds.
+
+A :class:`MatchSpec` is data plus small factories that return Splink objects for the attributes a delivery
+actually carries (a survey with no NHS number gets no NHS-number comparison, so no untrainable parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import splink.comparison_library as cl
+import splink.comparison_level_library as cll
+from splink import block_on
+
+Available = frozenset[str]
+SplinkFactory = Callable[[Available], list[Any]]
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """How to match a delivery to a reference index.
+
+    Attributes:
+        kind: Index kind (demographic, business, address, geography, classification).
+        columns: Delivery column -> index input column, for deliveries that name fields differently.
+        record_id: Delivery column holding the record id (defaults to the frame's index).
+        deterministic_rules: Ordered exact-key rules on normalised attributes; a record matching exactly
+            one index entry on a rule is linked "deterministic". Rules whose attributes the delivery lacks
+            are skipped.
+        comparisons: Factory of Splink comparisons for the available attributes; ``None`` means
+            deterministic matching only (geography, classification).
+        blocking_rules: Factory of Splink blocking rules generating candidate pairs for prediction.
+        em_blocking_rules: Factory of blocking rules, one expectation-maximisation session each.
+        term_frequency_columns: Columns whose exact-match levels use term-frequency adjustments.
+        threshold_match_probability: Keep the best link only if its match probability is at least this.
+        threshold_match_weight: If set, used instead of the probability threshold.
+        on_unmatched: ``"add"`` gives unmatched records new index entries; ``"report"`` only reports them.
+        backend: ``"duckdb"`` (default) or ``"spark"`` (pass ``spark_session``) for large deliveries.
+        spark_session: The SparkSession for the Spark backend; it must load Splink's similarity jar
+            (``splink.backends.spark.similarity_jar_location()``) for Jaro-Winkler.
+        m_from_deterministic: Estimate m from the deterministic links as labels before EM refines it.
+        min_labels: Fewest deterministic links needed to use them as labels.
+        u_max_pairs: Pairs sampled to estimate u.
+        deterministic_recall: Assumed recall of the deterministic rules, to estimate the prior.
+        seed: Seed for u sampling (reproducible models).
+        source: Label stored with index entries added from this delivery.
+    """
+
+    kind: str
+    columns: Mapping[str, str] = field(default_factory=dict)
+    record_id: str | None = None
+    deterministic_rules: tuple[tuple[str, ...], ...] = ()
+    comparisons: SplinkFactory | None = None
+    blocking_rules: SplinkFactory | None = None
+    em_blocking_rules: SplinkFactory | None = None
+    term_frequency_columns: tuple[str, ...] = ()
+    threshold_match_probability: float = 0.9
+    threshold_match_weight: float | None = None
+    on_unmatched: Literal["add", "report"] = "report"
+    backend: Literal["duckdb", "spark"] = "duckdb"
+    spark_session: Any = None
+    m_from_deterministic: bool = True
+    min_labels: int = 25
+    u_max_pairs: float = 2e6
+    deterministic_recall: float = 0.85
+    seed: int = 42
+    source: str = "delivery"
+
+    def with_overrides(self, **overrides: Any) -> MatchSpec:
+        """Return a copy with some fields changed, e.g. ``spec.with_overrides(on_unmatched="add")``."""
+        return replace(self, **overrides)
+
+    def validate(self) -> None:
+        """Check the spec's settings, raising ``ValueError`` with what to change."""
+        if self.on_unmatched not in ("add", "report"):
+            raise ValueError(f"on_unmatched must be 'add' or 'report', not {self.on_unmatched!r}.")
+        if self.backend not in ("duckdb", "spark"):
+            raise ValueError(f"backend must be 'duckdb' or 'spark', not {self.backend!r}.")
+        if self.backend == "spark" and self.spark_session is None:
+            raise ValueError("backend='spark' needs spark_session=<SparkSession with Splink's jar loaded>.")
+        if not 0.0 < self.threshold_match_probability <= 1.0:
+            raise ValueError("threshold_match_probability must be in (0, 1].")
+        if not 0.0 < self.deterministic_recall <= 1.0:
+            raise ValueError("deterministic_recall must be in (0, 1].")
+
+
+def _has(available: Available, *names: str) -> bool:
+    return set(names) <= available
+
+
+def dob_comparison(column: str = "dob") -> Any:
+    """Date-of-birth comparison with a level for day and month transposed (a common keying error).
+
+    Splink's stock ``DateOfBirthComparison`` scores 1980-03-07 vs 1980-07-03 only as "within a year"; a
+    dedicated level lets the model learn that a swap is strong evidence of a match.
+    """
+    swap = (
+        f"substr({column}_l, 1, 4) = substr({column}_r, 1, 4) AND "
+        f"substr({column}_l, 6, 2) = substr({column}_r, 9, 2) AND "
+        f"substr({column}_l, 9, 2) = substr({column}_r, 6, 2)"
+    )
+    return cl.CustomComparison(
+        output_column_name=column,
+        comparison_description="Date of birth",
+        comparison_levels=[
+            cll.NullLevel(column),
+            cll.ExactMatchLevel(column).configure(label_for_charts="Exact match"),
+            cll.CustomLevel(swap, label_for_charts="Day and month transposed"),
+            cll.DamerauLevenshteinLevel(column, 1).configure(label_for_charts="One character different"),
+            cll.AbsoluteDateDifferenceLevel(column, input_is_string=True, threshold=1, metric="year").configure(
+                label_for_charts="Within a year"
+            ),
+            cll.AbsoluteDateDifferenceLevel(column, input_is_string=True, threshold=10, metric="year").configure(
+                label_for_charts="Within ten years"
+            ),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _demographic_comparisons(available: Available) -> list[Any]:
+    comparisons: list[Any] = [
+        cl.NameComparison("given_name_canonical"),
+        cl.NameComparison("family_name"),
+        dob_comparison("dob"),
+    ]
+    if _has(available, "postcode"):
+        comparisons.append(cl.PostcodeComparison("postcode"))
+    if _has(available, "sex"):
+        comparisons.append(cl.ExactMatch("sex"))
+    if _has(available, "nhs_number"):
+        comparisons.append(cl.ExactMatch("nhs_number"))
+    if _has(available, "ni_number"):
+        comparisons.append(cl.ExactMatch("ni_number"))
+    return comparisons
+
+
+def _demographic_blocking(available: Available) -> list[Any]:
+    rules = [block_on("dob"), block_on("given_name_canonical", "family_name")]
+    if _has(available, "postcode"):
+        rules += [block_on("family_name", "postcode"), block_on("given_name_canonical", "postcode")]
+    if _has(available, "nhs_number"):
+        rules.append(block_on("nhs_number"))
+    if _has(available, "ni_number"):
+        rules.append(block_on("ni_number"))
+    return rules
+
+
+def _demographic_em(available: Available) -> list[Any]:
+    return [block_on("dob"), block_on("given_name_canonical", "family_name")]
+
+
+def _business_comparisons(available: Available) -> list[Any]:
+    comparisons: list[Any] = [cl.NameComparison("business_name", jaro_winkler_thresholds=[0.95, 0.88, 0.7])]
+    if _has(available, "company_number"):
+        comparisons.append(cl.ExactMatch("company_number"))
+    if _has(available, "postcode"):
+        comparisons.append(cl.PostcodeComparison("postcode"))
+    if _has(available, "sic_code"):
+        comparisons.append(cl.ExactMatch("sic_code"))
+    return comparisons
+
+
+def _business_blocking(available: Available) -> list[Any]:
+    rules = [block_on("business_name")]
+    if _has(available, "company_number"):
+        rules.append(block_on("company_number"))
+    if _has(available, "postcode"):
+        rules.append(block_on("postcode"))
+    return rules
+
+
+def _business_em(available: Available) -> list[Any]:
+    rules = [block_on("business_name")]
+    if _has(available, "postcode"):
+        rules.append(block_on("postcode"))
+    elif _has(available, "company_number"):
+        rules.append(block_on("company_number"))
+    return rules
+
+
+def _address_comparisons(available: Available) -> list[Any]:
+    return [
+        cl.ExactMatch("house_number"),
+        cl.NameComparison("street"),
+        cl.PostcodeComparison("postcode"),
+        cl.ExactMatch("town"),
+    ]
+
+
+def _address_blocking(available: Available) -> list[Any]:
+    return [block_on("postcode"), block_on("street", "town")]
+
+
+DEMOGRAPHIC_SPEC = MatchSpec(
+    kind="demographic",
+    deterministic_rules=(
+        ("nhs_number", "dob"),
+        ("given_name_canonical", "family_name", "dob", "postcode"),
+        ("ni_number", "dob"),
+    ),
+    comparisons=_demographic_comparisons,
+    blocking_rules=_demographic_blocking,
+    em_blocking_rules=_demographic_em,
+    term_frequency_columns=("given_name_canonical", "family_name"),
+)
+BUSINESS_SPEC = MatchSpec(
+    kind="business",
+    deterministic_rules=(("company_number",), ("business_name", "postcode")),
+    comparisons=_business_comparisons,
+    blocking_rules=_business_blocking,
+    em_blocking_rules=_business_em,
+    term_frequency_columns=("business_name",),
+    threshold_match_probability=0.8,
+)
+ADDRESS_SPEC = MatchSpec(
+    kind="address",
+    deterministic_rules=(("uprn",), ("house_number", "street", "postcode")),
+    comparisons=_address_comparisons,
+    blocking_rules=_address_blocking,
+    em_blocking_rules=_address_blocking,
+    term_frequency_columns=("street",),
+)
+GEOGRAPHY_SPEC = MatchSpec(kind="geography", deterministic_rules=(("postcode",),))
+CLASSIFICATION_SPEC = MatchSpec(kind="classification", deterministic_rules=(("code",),))
+
+DEFAULT_SPECS: dict[str, MatchSpec] = {
+    "demographic": DEMOGRAPHIC_SPEC,
+    "business": BUSINESS_SPEC,
+    "address": ADDRESS_SPEC,
+    "geography": GEOGRAPHY_SPEC,
+    "classification": CLASSIFICATION_SPEC,
+}
+
+# The demo datasets' record id columns and their per-dataset thresholds.
+DATASET_SPECS: dict[str, MatchSpec] = {
+    "hospital_episodes": DEMOGRAPHIC_SPEC.with_overrides(record_id="episode_id", source="hospital_episodes"),
+    "gp_registrations": DEMOGRAPHIC_SPEC.with_overrides(record_id="registration_id", source="gp_registrations"),
+    "labour_force_survey": DEMOGRAPHIC_SPEC.with_overrides(
+        record_id="respondent_id", source="labour_force_survey", threshold_match_probability=0.95
+    ),
+    "business_register": BUSINESS_SPEC.with_overrides(record_id="reference", source="business_register"),
+    "product_safety_incidents": BUSINESS_SPEC.with_overrides(
+        record_id="incident_id", source="product_safety_incidents"
+    ),
+    "product_test_failures": BUSINESS_SPEC.with_overrides(record_id="test_id", source="product_test_failures"),
+}
+
+
+def spec_for(kind_or_dataset: str, **overrides: Any) -> MatchSpec:
+    """The default spec for an index kind or a demo dataset name, with optional overrides.
+
+    Raises:
+        KeyError: If the name is neither a kind nor a known dataset.
+    """
+    if kind_or_dataset in DATASET_SPECS:
+        base = DATASET_SPECS[kind_or_dataset]
+    elif kind_or_dataset in DEFAULT_SPECS:
+        base = DEFAULT_SPECS[kind_or_dataset]
+    else:
+        raise KeyError(
+            f"No match spec for {kind_or_dataset!r}; use one of {sorted(DEFAULT_SPECS)} or {sorted(DATASET_SPECS)}."
+        )
+    return base.with_overrides(**overrides) if overrides else base
