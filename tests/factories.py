@@ -252,14 +252,18 @@ def build_world(session: Session) -> World:
 
 # Fixtures shared by tests/api and tests/security (imported into their conftest.py) ----------------
 
+import os  # noqa: E402
 import secrets  # noqa: E402
 import shutil  # noqa: E402
+import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 from argon2 import PasswordHasher  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
+from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from tre_platform.api.users.security import use_password_hasher  # noqa: E402
 
@@ -307,25 +311,74 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Wo
     return path, world
 
 
+@pytest.fixture(scope="session")
+def _postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, World]]:
+    """A PostgreSQL schema migrated and seeded once per run; each test works inside a transaction on it
+    that is rolled back afterwards (migrating and seeding a schema per test costs about a second)."""
+    from sqlalchemy import create_engine, text
+
+    from tre_platform.db.migrate import upgrade
+    from tre_platform.db.session import reset_engines
+    from tre_platform.settings import get_settings
+
+    base = os.environ.get("TRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    schema = f"w_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{base}?options=-csearch_path%3D{schema}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRE_DATA_DIR", str(tmp_path_factory.mktemp("pg-template")))
+        mp.setenv("TRE_ENV", "test")
+        mp.setenv("TRE_DATABASE_URL", url)
+        mp.setenv("TRE_SECRET_KEY", TEST_SECRET_KEY)
+        get_settings.cache_clear()
+        upgrade(url)
+        world = _seed(url)
+        reset_engines()
+    get_settings.cache_clear()
+    engine = create_engine(url)
+    yield engine, world
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
 @pytest.fixture
-def world(
+def world_sessions(
     request: pytest.FixtureRequest, _isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
-) -> World:
-    """A database holding :func:`build_world`'s population; TRE_DATABASE_URL points at it."""
+) -> Iterator[tuple[World, sessionmaker[Session]]]:
+    """The standard world and a session factory on it; nothing a test does is seen by another test."""
+    from tre_platform.db.session import get_engine, make_session_factory
     from tre_platform.settings import get_settings
 
     monkeypatch.setenv("TRE_SECRET_KEY", TEST_SECRET_KEY)
-    get_settings.cache_clear()
     if request.config.getoption("--db") == "postgres":
-        url = request.getfixturevalue("db_url")
-        return _seed(url)
+        engine, seeded = request.getfixturevalue("_postgres_template")
+        monkeypatch.setenv("TRE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+        get_settings.cache_clear()
+        connection = engine.connect()
+        outer = connection.begin()
+        # Every session commit becomes a savepoint release; the outer transaction is rolled back at the end.
+        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        yield seeded, factory
+        outer.rollback()
+        connection.close()
+        return
     template, seeded = request.getfixturevalue("_sqlite_template")
     _isolated_settings.mkdir(parents=True, exist_ok=True)
     target = _isolated_settings / "tre.db"
     shutil.copyfile(template, target)
     monkeypatch.setenv("TRE_DATABASE_URL", f"sqlite:///{target}")
     get_settings.cache_clear()
-    return seeded
+    yield seeded, make_session_factory(get_engine())
+
+
+@pytest.fixture
+def world(world_sessions: tuple[World, sessionmaker[Session]], db_url: str) -> World:
+    """A database holding :func:`build_world`'s population."""
+    return world_sessions[0]
 
 
 @pytest.fixture(scope="session")
@@ -338,21 +391,36 @@ def _shared_app() -> Any:
 
 
 @pytest.fixture
-def client(world: World, _shared_app: Any) -> Iterator[TestClient]:
+def client(world_sessions: tuple[World, sessionmaker[Session]], db_url: str, _shared_app: Any) -> Iterator[TestClient]:
     """A client of the app, on the world's database (server errors come back as responses)."""
-    from tre_platform.db.session import get_engine, make_session_factory
     from tre_platform.settings import get_settings
 
     _shared_app.state.settings = get_settings()
-    _shared_app.state.session_factory = make_session_factory(get_engine())
+    _shared_app.state.session_factory = world_sessions[1]
     with TestClient(_shared_app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def db(world: World) -> Iterator[Session]:
+def db(world_sessions: tuple[World, sessionmaker[Session]], db_url: str) -> Iterator[Session]:
     """A session on the world's database, for arranging and checking state directly."""
-    from tre_platform.db.session import get_engine, make_session_factory
-
-    with make_session_factory(get_engine())() as session:
+    with world_sessions[1]() as session:
         yield session
+
+
+@pytest.fixture
+def db_url(world_sessions: tuple[World, sessionmaker[Session]]) -> str:
+    """Overrides the root conftest's empty database: in tests/api and tests/security it holds the world.
+
+    (Also marks these tests as database tests, which ``--db postgres`` selects.)
+    """
+    from tre_platform.settings import get_settings
+
+    return get_settings().resolved_database_url
+
+
+@pytest.fixture
+def session(db: Session) -> Session:
+    """Overrides the root conftest's session: the world's session (on PostgreSQL, inside the test's
+    rolled-back transaction)."""
+    return db

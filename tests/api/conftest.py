@@ -1,5 +1,31 @@
-"""Fixtures of the REST API tests: a seeded world, a client, cheap argon2 (see tests/factories.py)."""
+"""Fixtures: a seeded world per test, a client, cheap argon2 (defined in tests/factories.py).
 
-from factories import _cheap_argon2, _shared_app, _sqlite_template, client, db, world
+``db_url``, ``db`` and ``session`` here are the world's database; on PostgreSQL every test runs in a
+transaction that is rolled back, so use ``db``/``session`` (never a new engine) to look at the data.
+"""
 
-__all__ = ["_cheap_argon2", "_shared_app", "_sqlite_template", "client", "db", "world"]
+from factories import (
+    _cheap_argon2,
+    _postgres_template,
+    _shared_app,
+    _sqlite_template,
+    client,
+    db,
+    db_url,
+    session,
+    world,
+    world_sessions,
+)
+
+__all__ = [
+    "_cheap_argon2",
+    "_postgres_template",
+    "_shared_app",
+    "_sqlite_template",
+    "client",
+    "db",
+    "db_url",
+    "session",
+    "world",
+    "world_sessions",
+]

@@ -235,9 +235,12 @@ def _to_lazy(df: Frame) -> tuple[pl.LazyFrame, bool]:
     if isinstance(df, pl.DataFrame):
         return df.lazy(), False
     if isinstance(df, pl.LazyFrame):
-        # Materialise first: OpenDP serialises the plan it is given and aborts the whole process on a
-        # Python UDF (map_batches, map_elements) in it, which a user's lazy frame may contain.
-        return df.collect().lazy(), False
+        # A lazy scan (e.g. of a project view's Parquet) is passed to OpenDP as a plan, which is far cheaper
+        # than shipping the rows across its FFI. But OpenDP aborts the whole process on a Python UDF
+        # (map_batches, map_elements, Python scans) in a plan, so such a frame is materialised first.
+        if "python" in df.explain(optimized=False).lower():
+            return df.collect().lazy(), False
+        return df, False
     raise InvalidParameterError(
         f"data must be a pandas or polars DataFrame (or polars LazyFrame); got {type(df).__name__}"
     )
@@ -341,12 +344,9 @@ def _make_spec(
     if casts:
         lf = lf.cast(casts)  # type: ignore[arg-type]
         if key_frame is not None:
-            spec = _replace_keys(spec, key_frame.cast({c: pl.String for c in casts if c in spec_by}))
+            keys_as_text = key_frame.cast({c: pl.String for c in casts if c in spec_by})
+            spec = dataclasses.replace(spec, keys=keys_as_text)
     return spec, lf, from_pandas
-
-
-def _replace_keys(spec: _Spec, keys: pl.DataFrame) -> _Spec:
-    return _Spec(**{**spec.__dict__, "keys": keys})
 
 
 def _numeric_column(lf: pl.LazyFrame, column: str) -> pl.DataType:
@@ -857,7 +857,7 @@ def dp_mean(
     aggs = [DPExpr(expr).sum(typed).alias("sum"), count_agg]
     _check_max_rows(lf, spec)
     # Each part's accuracy is taken at alpha/2 so that both hold together with probability >= 1 - alpha.
-    half = _Spec(**{**spec.__dict__, "alpha": spec.alpha / 2})
+    half = dataclasses.replace(spec, alpha=spec.alpha / 2)
     planned = _plan(lf, half, [_present(column, dtype)], aggs)
     sum_acc = _accuracy_of(planned.summary, "sum")
     count_acc = _accuracy_of(planned.summary, "count")
@@ -1074,7 +1074,7 @@ def expected_accuracy(
         return _accuracy_of(_plan(lf, spec, [], [dp.len(signed=True).alias("count")]).summary, "count")
     if statistic == "sum":
         return _accuracy_of(_plan(lf, spec, [], [DPExpr(pl.col("x")).sum(typed).alias("sum")]).summary, "sum")
-    half = _Spec(**{**spec.__dict__, "alpha": spec.alpha / 2})
+    half = dataclasses.replace(spec, alpha=spec.alpha / 2)
     aggs = [
         DPExpr(pl.col("x")).sum(typed).alias("sum"),
         DPExpr(pl.col("x")).count(signed=True).alias("count"),

@@ -4,7 +4,8 @@ The lead mounts :data:`router` under ``/api/v1``. It is built on first access, s
 dependency (``tre_platform.api.deps.current_user``) is imported only then.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the route's Annotated[..., Depends(local)] must be evaluated
+# where the local dependencies are in scope.
 
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any

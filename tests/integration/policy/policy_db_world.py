@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
-
 from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.orgs.models import Organisation, OrganisationKind
@@ -88,38 +87,61 @@ def build_world(session: Session, data: dict[str, Any] = WORLD) -> DbWorld:
     for key, spec in data["organisations"].items():
         kind = OrganisationKind.data_owner if key in ("nhsd", "ons") else OrganisationKind.research_body
         accredited = spec.get("accredited_until")
-        org = Organisation(slug=key, name=spec["name"], kind=kind,
-                           accredited_until=_date(accredited) if accredited else None)
+        org = Organisation(
+            slug=key, name=spec["name"], kind=kind, accredited_until=_date(accredited) if accredited else None
+        )
         session.add(org)
         world.orgs[key] = org
     session.flush()
     for key, spec in data["users"].items():
-        user = User(username=key, full_name=key.title(), email=f"{key}@example.org",
-                    organisation_id=world.orgs[spec["organisation"]].id)
+        user = User(
+            username=key,
+            full_name=key.title(),
+            email=f"{key}@example.org",
+            organisation_id=world.orgs[spec["organisation"]].id,
+        )
         for role in spec.get("roles", []):
             owner_of = spec.get("data_owner_for", [None])[0] if role == "data_owner" else None
-            user.roles.append(UserRole(role=Role(role), organisation_id=world.orgs[owner_of].id if owner_of else None))
+            user.roles.append(
+                UserRole(role=Role(role), organisation_id=world.orgs[owner_of].id if owner_of else None)
+            )
         for acc in spec.get("accreditations", []):
             user.accreditations.append(
-                Accreditation(scheme=acc.get("scheme", "DEA accredited researcher"), reference=acc.get("reference"),
-                              granted_on=_date(acc["granted_on"]), expires_on=_date(acc["expires_on"]))
+                Accreditation(
+                    scheme=acc.get("scheme", "DEA accredited researcher"),
+                    reference=acc.get("reference"),
+                    granted_on=_date(acc["granted_on"]),
+                    expires_on=_date(acc["expires_on"]),
+                )
             )
         session.add(user)
         world.users[key] = user
     for key, spec in data["datasets"].items():
-        dataset = Dataset(name=key, title=key.upper(), owner_org_id=world.orgs[spec["owner"]].id, tier=spec["tier"],
-                          schema=[{"name": c, "type": "string"} for c in spec["columns"]])
+        dataset = Dataset(
+            name=key,
+            title=key.upper(),
+            owner_org_id=world.orgs[spec["owner"]].id,
+            tier=spec["tier"],
+            schema=[{"name": c, "type": "string"} for c in spec["columns"]],
+        )
         session.add(dataset)
         world.datasets[key] = dataset
     session.flush()
     for key, spec in data["projects"].items():
         lead = world.users[spec["lead"]]
         project = Project(
-            code=key, title=f"Project {key}", lay_summary="A study.", purpose=PurposeCategory(spec["purpose"]),
-            legal_gateway=LegalGateway(spec["legal_gateway"]), organisation_id=world.orgs[spec["organisation"]].id,
-            lead_id=lead.id, created_by_id=world.users[spec.get("created_by", spec["lead"])].id,
-            state=ProjectState(spec["state"]), max_tier=spec["max_tier"],
-            start_date=_date(spec["start_date"]), end_date=_date(spec["end_date"]),
+            code=key,
+            title=f"Project {key}",
+            lay_summary="A study.",
+            purpose=PurposeCategory(spec["purpose"]),
+            legal_gateway=LegalGateway(spec["legal_gateway"]),
+            organisation_id=world.orgs[spec["organisation"]].id,
+            lead_id=lead.id,
+            created_by_id=world.users[spec.get("created_by", spec["lead"])].id,
+            state=ProjectState(spec["state"]),
+            max_tier=spec["max_tier"],
+            start_date=_date(spec["start_date"]),
+            end_date=_date(spec["end_date"]),
         )
         project.members = [ProjectMember(user_id=world.users[m].id) for m in spec.get("members", [])]
         project.datasets = [
@@ -133,12 +155,20 @@ def build_world(session: Session, data: dict[str, Any] = WORLD) -> DbWorld:
         world.projects[key] = project
     for key, spec in data["agreements"].items():
         agreement = DataSharingAgreement(
-            reference=key, title=key, owner_org_id=world.orgs[spec["owner"]].id,
-            all_datasets=spec.get("all_datasets", False), any_accredited=spec.get("any_accredited", False),
-            purposes=spec.get("purposes", []), legal_gateways=spec.get("legal_gateways", []),
-            max_tier=spec.get("max_tier", 3), valid_from=_date(spec["valid_from"]), valid_to=_date(spec["valid_to"]),
+            reference=key,
+            title=key,
+            owner_org_id=world.orgs[spec["owner"]].id,
+            all_datasets=spec.get("all_datasets", False),
+            any_accredited=spec.get("any_accredited", False),
+            purposes=spec.get("purposes", []),
+            legal_gateways=spec.get("legal_gateways", []),
+            max_tier=spec.get("max_tier", 3),
+            valid_from=_date(spec["valid_from"]),
+            valid_to=_date(spec["valid_to"]),
         )
-        agreement.dataset_links = [AgreementDataset(dataset_id=world.datasets[d].id) for d in spec.get("datasets", [])]
+        agreement.dataset_links = [
+            AgreementDataset(dataset_id=world.datasets[d].id) for d in spec.get("datasets", [])
+        ]
         agreement.recipient_links = [
             AgreementRecipient(organisation_id=world.orgs[o].id) for o in spec.get("recipients", [])
         ]

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from splink import block_on
+
 from tre_lib.indexing import MatchError, MatchQualityReport, ReferenceIndex, match, spec_for
 from tre_lib.indexing.demo import build_index_from_world, expected_surrogates, index_records
 from tre_lib.indexing.report import evaluate_links
@@ -132,9 +134,13 @@ def test_spark_backend_links_like_duckdb(world, tmp_path: Path, spark) -> None:
     from tre_lib.synth import make_dataset
 
     index, index_truth = build_index_from_world(world, "demographic", tmp_path / "idx")
-    records, truth = make_dataset(world, "hospital_episodes", 400, seed=12)
+    records, truth = make_dataset(world, "hospital_episodes", 300, seed=12)
     expected = expected_surrogates(truth, index_truth, "episode_id")
-    spec = spec_for("hospital_episodes", backend="spark", spark_session=spark, u_max_pairs=2e5)
+    # One EM session (not two) keeps the number of Spark jobs, and so the local test time, down.
+    spec = spec_for(
+        "hospital_episodes", backend="spark", spark_session=spark, u_max_pairs=1e5,
+        em_blocking_rules=lambda available: [block_on("given_name_canonical", "family_name")],
+    )
     result = match(records, index, spec, expected=expected)
     assert result.report.backend == "spark"
     assert result.report.counts["probabilistic"] > 0

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tre_platform.policy import PolicyBundleError, PolicyEngine, load_bundle
 from tre_platform.policy.facts import ACTIONS
 from tre_platform.settings import REPO_ROOT
@@ -49,27 +48,39 @@ def test_the_bundle_hash_changes_with_any_file_and_only_then(tmp_path: Path) -> 
 
 
 def _syntax_error(d: Path) -> tuple[str, int]:
-    line = _edit(d / "30_project.cedar", "when { context.today < context.project.start_date };",
-                 "when { context.today < };")
+    line = _edit(
+        d / "30_project.cedar",
+        "when { context.today < context.project.start_date };",
+        "when { context.today < };",
+    )
     return "30_project.cedar", line
 
 
 def _unknown_attribute(d: Path) -> tuple[str, int]:
-    line = _edit(d / "30_project.cedar", "context.project.end_date < context.today",
-                 "context.project.finish_date < context.today")
+    line = _edit(
+        d / "30_project.cedar",
+        "context.project.end_date < context.today",
+        "context.project.finish_date < context.today",
+    )
     return "30_project.cedar", line
 
 
 def _unknown_entity_type(d: Path) -> tuple[str, int]:
     path = d / "10_account.cedar"
     lines = path.read_text().count("\n")
-    path.write_text(path.read_text() + '\n@id("robots")\n@reason("no robots")\nforbid (principal is Robot, action, resource);\n')
+    path.write_text(
+        path.read_text()
+        + '\n@id("robots")\n@reason("no robots")\nforbid (principal is Robot, action, resource);\n'
+    )
     return "10_account.cedar", lines + 4
 
 
 def _type_error(d: Path) -> tuple[str, int]:
-    _edit(d / "40_datasets.cedar", "when { resource.tier > context.project.max_tier };",
-          'when { resource.tier > "three" };')
+    _edit(
+        d / "40_datasets.cedar",
+        "when { resource.tier > context.project.max_tier };",
+        'when { resource.tier > "three" };',
+    )
     # Cedar names no token for a type error: the error points at the policy's first line.
     text = (d / "40_datasets.cedar").read_text()
     return "40_datasets.cedar", text[: text.index('@id("tier.project")')].count("\n") + 1
@@ -125,8 +136,8 @@ def test_an_empty_or_missing_bundle_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyBundleError, match="no policy directory"):
         load_bundle(tmp_path / "nowhere")
     (tmp_path / "cedar").mkdir()
-    with pytest.raises(PolicyBundleError, match="exactly one .cedarschema"):
+    with pytest.raises(PolicyBundleError, match=r"exactly one \.cedarschema"):
         load_bundle(tmp_path)
     shutil.copy(SOURCE / "tre.cedarschema", tmp_path / "cedar")
-    with pytest.raises(PolicyBundleError, match="no .cedar policy files"):
+    with pytest.raises(PolicyBundleError, match=r"no \.cedar policy files"):
         load_bundle(tmp_path)

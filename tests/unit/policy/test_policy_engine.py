@@ -21,14 +21,22 @@ def test_an_allow_names_the_permit_the_accreditation_and_the_agreement(
     assert decision.policy_ids == ["permit.researcher.project_data"]
     assert decision.agreement == "DSA-7"
     assert any("accreditation DEA-A1 is valid until 2027-01-01" in r for r in decision.reasons)
-    assert any(r.startswith("agreement DSA-7 of NHS Digital covers dataset hes for Uni-X") for r in decision.reasons)
+    assert any(
+        r.startswith("agreement DSA-7 of NHS Digital covers dataset hes for Uni-X") for r in decision.reasons
+    )
     assert decision.bundle_hash == policy_engine.bundle.hash
 
 
 def test_a_forbid_beats_a_permit_for_a_user_with_every_role(
     policy_engine: PolicyEngine, world_data: dict[str, Any]
 ) -> None:
-    world_data["users"]["alice"]["roles"] = ["researcher", "admin", "approver", "data_owner", "output_checker"]
+    world_data["users"]["alice"]["roles"] = [
+        "researcher",
+        "admin",
+        "approver",
+        "data_owner",
+        "output_checker",
+    ]
     world_data["projects"]["P1"]["state"] = "closed"
     decision = policy_engine.evaluate(World.from_dict(world_data).request(**READ))
     assert not decision.allowed
@@ -54,14 +62,22 @@ def test_a_deny_lists_a_few_failing_agreements_and_counts_the_rest(
     extra = MAX_LISTED_AGREEMENTS + 3
     for n in range(extra):
         world_data["agreements"][f"NHSD-{n:02d}"] = {
-            "owner": "nhsd", "datasets": ["hes"], "recipients": ["unix"], "purposes": ["service_delivery"],
-            "legal_gateways": ["dea"], "valid_from": "2024-01-01", "valid_to": "2026-01-01",
+            "owner": "nhsd",
+            "datasets": ["hes"],
+            "recipients": ["unix"],
+            "purposes": ["service_delivery"],
+            "legal_gateways": ["dea"],
+            "valid_from": "2024-01-01",
+            "valid_to": "2026-01-01",
         }
     world_data["agreements"]["DSA-7"]["revoked"] = True
     decision = policy_engine.evaluate(World.from_dict(world_data).request(**READ))
     assert not decision.allowed
     assert decision.reasons[0] == "no agreement of NHS Digital covers dataset hes for Uni-X (project P1):"
-    assert decision.reasons[-1] == f"... and {extra + 1 - MAX_LISTED_AGREEMENTS} more agreements of NHS Digital fail too"
+    assert (
+        decision.reasons[-1]
+        == f"... and {extra + 1 - MAX_LISTED_AGREEMENTS} more agreements of NHS Digital fail too"
+    )
     assert set(decision.policy_ids) == {"agreement.purpose", "agreement.revoked"}
 
 
@@ -93,7 +109,9 @@ def test_reasons_fill_placeholders_and_leave_unknown_ones_visible() -> None:
     assert render("{user} reads {nothing}", {"user": "alice"}) == "alice reads {nothing}"
 
 
-def test_a_decision_serialises_to_json_and_one_line(policy_engine: PolicyEngine, world_data: dict[str, Any]) -> None:
+def test_a_decision_serialises_to_json_and_one_line(
+    policy_engine: PolicyEngine, world_data: dict[str, Any]
+) -> None:
     world_data["projects"]["P1"]["end_date"] = "2025-05-01"
     decision = policy_engine.evaluate(World.from_dict(world_data).request(**READ))
     data = json.loads(json.dumps(decision.to_dict()))

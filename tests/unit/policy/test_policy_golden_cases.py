@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tre_platform.policy import PolicyEngine
 from tre_platform.policy.cases import GoldenCase, load_cases, run_case
 from tre_platform.settings import REPO_ROOT
@@ -47,8 +46,14 @@ def test_a_case_in_the_wrong_folder_is_refused(tmp_path: Path) -> None:
     shutil.copytree(POLICIES / "cases", tmp_path / "cases")
     misplaced = tmp_path / "cases" / "allow" / "zz_misplaced.json"
     misplaced.write_text(
-        json.dumps({"description": "x", "request": {"action": "spawn_workspace", "user": "alice", "project": "P1"},
-                    "expect": "deny", "reason": "x"})
+        json.dumps(
+            {
+                "description": "x",
+                "request": {"action": "spawn_workspace", "user": "alice", "project": "P1"},
+                "expect": "deny",
+                "reason": "x",
+            }
+        )
     )
-    with pytest.raises(CaseError, match="zz_misplaced.json"):
+    with pytest.raises(CaseError, match=r"zz_misplaced\.json"):
         load_cases(tmp_path)

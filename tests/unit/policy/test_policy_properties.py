@@ -11,7 +11,6 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tre_platform.policy import PolicyEngine, World
 from tre_platform.settings import REPO_ROOT
 
@@ -25,6 +24,7 @@ def fresh_world() -> dict[str, Any]:
     """The golden-case world, new for each example (hypothesis reruns a test body many times)."""
     data: dict[str, Any] = json.loads(WORLD_JSON)
     return data
+
 
 #: read_dataset's required conditions -> the forbid policy that names each one when it fails.
 READ_CONDITIONS: dict[str, str] = {
@@ -54,7 +54,9 @@ ACCREDITATION_ONLY = {k for k in READ_CONDITIONS if k.startswith("accreditation_
 AGREEMENT_ONLY = {k for k in READ_CONDITIONS if k.startswith("agreement_") or k == "tier_within_agreement"}
 
 
-def _read_world(held: dict[str, bool], *, researcher: bool, any_accredited: bool, state: str) -> dict[str, Any]:
+def _read_world(
+    held: dict[str, bool], *, researcher: bool, any_accredited: bool, state: str
+) -> dict[str, Any]:
     accreditation = {
         "reference": "ACC",
         "granted_on": "2024-01-01" if held["accreditation_started"] else AFTER,
@@ -123,7 +125,9 @@ def _read_world(held: dict[str, bool], *, researcher: bool, any_accredited: bool
 def test_read_is_allowed_iff_every_condition_holds(
     held: dict[str, bool], researcher: bool, any_accredited: bool, state: str
 ) -> None:
-    world = World.from_dict(_read_world(held, researcher=researcher, any_accredited=any_accredited, state=state))
+    world = World.from_dict(
+        _read_world(held, researcher=researcher, any_accredited=any_accredited, state=state)
+    )
     columns = ["a", "b"] if held["columns_approved"] else ["a", "c"]
     decision = ENGINE.evaluate(
         world.request("read_dataset", "r", project="P", dataset="ds", columns=columns, today=TODAY)
@@ -159,9 +163,7 @@ def test_read_is_allowed_iff_some_agreement_covers_it(
     agreements: list[set[str]],
 ) -> None:
     world_data = fresh_world()
-    world_data["agreements"] = {
-        k: v for k, v in world_data["agreements"].items() if v["owner"] != "nhsd"
-    }
+    world_data["agreements"] = {k: v for k, v in world_data["agreements"].items() if v["owner"] != "nhsd"}
     for n, flags in enumerate(agreements):
         world_data["agreements"][f"NHSD-{n}"] = {
             "owner": "nhsd",
@@ -251,7 +253,9 @@ def test_a_grant_is_allowed_iff_a_data_owner_shares_only_their_own_datasets(
     world_data = fresh_world()
     world_data["users"]["olga"]["roles"] = ["data_owner"] if owner_role else ["researcher"]
     world_data["agreements"]["NEW"] = {
-        "owner": agreement_owner, "datasets": sorted(datasets), "valid_from": "2025-06-01",
+        "owner": agreement_owner,
+        "datasets": sorted(datasets),
+        "valid_from": "2025-06-01",
         "valid_to": "2026-06-01",
     }
     decision = ENGINE.evaluate(

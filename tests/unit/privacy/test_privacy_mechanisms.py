@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -337,3 +338,19 @@ def test_categorical_group_columns_work(people: pd.DataFrame) -> None:
     frame = people.assign(region=people["region"].astype("category"))
     result = dp_histogram(frame, "region", ["North", "South", "East"], BIG_EPS)
     assert result.as_dict().keys() == {"North", "South", "East"}
+
+
+def test_lazy_parquet_scan_is_accepted(people_pl: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "view.parquet"
+    people_pl.write_parquet(path)
+    result = dp_mean(pl.scan_parquet(path), "age", (0, 100), BIG_EPS)
+    assert abs(result.value - people_pl["age"].mean()) <= 3 * result.accuracy
+
+
+def test_lazyframe_with_a_python_udf_is_materialised_instead_of_crashing_opendp() -> None:
+    # OpenDP aborts the process on a Python UDF in a plan; this test would kill pytest if it regressed.
+    lazy = pl.LazyFrame({"x": np.arange(500)}).with_columns(
+        pl.col("x").map_batches(lambda s: s * 2, return_dtype=pl.Int64)
+    )
+    result = dp_sum(lazy, "x", (0, 1000), BIG_EPS)
+    assert abs(result.value - 2 * np.arange(500).sum()) <= 5 * result.accuracy

@@ -1,0 +1,1 @@
+"""Demo data for `tre up --demo`."""
