@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
-
 from tre_platform.clock import clock
 from tre_platform.db.session import make_session_factory, reset_engines
 from tre_platform.settings import get_settings
@@ -42,8 +41,10 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 @pytest.fixture
-def db_url(request: pytest.FixtureRequest, _isolated_settings: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A migrated, empty database (SQLite file or a fresh PostgreSQL schema); TRE_DATABASE_URL points at it."""
+def db_url(
+    request: pytest.FixtureRequest, _isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A migrated, empty database (SQLite file or a fresh PostgreSQL schema) named by TRE_DATABASE_URL."""
     from tre_platform.db.migrate import upgrade
 
     backend = request.config.getoption("--db")

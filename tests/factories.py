@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
+import secrets
+import shutil
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+import pytest
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from tre_platform.actor import Actor
 from tre_platform.api.agreements import service as agreements
 from tre_platform.api.agreements.models import DataSharingAgreement
@@ -30,6 +39,7 @@ from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, Project
 from tre_platform.api.users import service as users
 from tre_platform.api.users.models import Accreditation, User
 from tre_platform.api.users.schemas import AccreditationCreate, TokenCreate, UserCreate
+from tre_platform.api.users.security import use_password_hasher
 from tre_platform.clock import clock
 
 SYSTEM = Actor.system("tests")
@@ -134,7 +144,10 @@ def make_project(
     project = projects.create_project(session, actor, ProjectCreate(**data))
     if dataset is not None:
         projects.request_dataset(
-            session, actor, project.id, DatasetRequest(dataset_id=dataset.id, columns=dataset.research_columns[:1])
+            session,
+            actor,
+            project.id,
+            DatasetRequest(dataset_id=dataset.id, columns=dataset.research_columns[:1]),
         )
     path = {
         "draft": [],
@@ -200,15 +213,23 @@ def build_world(session: Session) -> World:
     health = make_org(session, slug="health", name="Health Data Agency", kind="data_owner")
     labour = make_org(session, slug="labour", name="Labour Market Office", kind="data_owner")
     uni = make_org(
-        session, slug="uni", name="University", kind="research_body", accredited_until=today() + dt.timedelta(400)
+        session,
+        slug="uni",
+        name="University",
+        kind="research_body",
+        accredited_until=today() + dt.timedelta(400),
     )
     people: dict[str, User] = {
         "admin": make_user(session, username="admin", roles=["admin"], organisation_id=uni.id),
         "data_owner": make_user(session, username="owner", roles=["data_owner"], organisation_id=health.id),
         "approver": make_user(session, username="approver", roles=["approver"], organisation_id=uni.id),
         "researcher": make_user(session, username="researcher", roles=["researcher"], organisation_id=uni.id),
-        "output_checker": make_user(session, username="checker", roles=["output_checker"], organisation_id=uni.id),
-        "other_owner": make_user(session, username="other-owner", roles=["data_owner"], organisation_id=labour.id),
+        "output_checker": make_user(
+            session, username="checker", roles=["output_checker"], organisation_id=uni.id
+        ),
+        "other_owner": make_user(
+            session, username="other-owner", roles=["data_owner"], organisation_id=labour.id
+        ),
         "colleague": make_user(session, username="colleague", roles=["researcher"], organisation_id=uni.id),
         "member": make_user(session, username="member", roles=["researcher"], organisation_id=uni.id),
     }
@@ -217,8 +238,12 @@ def build_world(session: Session) -> World:
     hes = make_dataset(session, owner=health, name="hes")
     lfs = make_dataset(session, owner=labour, name="lfs")
     draft = make_project(session, lead=people["researcher"], dataset=hes, title="Draft study")
-    projects.add_member(session, Actor.of(people["researcher"]), draft.id, MemberAdd(user_id=people["member"].id))
-    submitted = make_project(session, lead=people["researcher"], dataset=hes, state="submitted", title="Submitted")
+    projects.add_member(
+        session, Actor.of(people["researcher"]), draft.id, MemberAdd(user_id=people["member"].id)
+    )
+    submitted = make_project(
+        session, lead=people["researcher"], dataset=hes, state="submitted", title="Submitted"
+    )
     pending = make_agreement(
         session,
         owner=health,
@@ -252,20 +277,6 @@ def build_world(session: Session) -> World:
 
 # Fixtures shared by tests/api and tests/security (imported into their conftest.py) ----------------
 
-import os  # noqa: E402
-import secrets  # noqa: E402
-import shutil  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-from argon2 import PasswordHasher  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import Engine  # noqa: E402
-from sqlalchemy.orm import sessionmaker  # noqa: E402
-
-from tre_platform.api.users.security import use_password_hasher  # noqa: E402
 
 #: One deployment secret for the whole run, so a template database's audit signatures stay valid in copies.
 TEST_SECRET_KEY = "test-" + secrets.token_urlsafe(32)
@@ -316,7 +327,6 @@ def _postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     """A PostgreSQL schema migrated and seeded once per run; each test works inside a transaction on it
     that is rolled back afterwards (migrating and seeding a schema per test costs about a second)."""
     from sqlalchemy import create_engine, text
-
     from tre_platform.db.migrate import upgrade
     from tre_platform.db.session import reset_engines
     from tre_platform.settings import get_settings
@@ -361,7 +371,9 @@ def world_sessions(
         connection = engine.connect()
         outer = connection.begin()
         # Every session commit becomes a savepoint release; the outer transaction is rolled back at the end.
-        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        factory = sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
         yield seeded, factory
         outer.rollback()
         connection.close()
@@ -383,7 +395,7 @@ def world(world_sessions: tuple[World, sessionmaker[Session]], db_url: str) -> W
 
 @pytest.fixture(scope="session")
 def _shared_app() -> Any:
-    """One application for the run (building one costs ~80 ms); ``client`` points it at each test's database."""
+    """One application for the run (building one costs ~80 ms); ``client`` points it at the test database."""
     from tre_platform.api.app import create_app
     from tre_platform.settings import Settings
 
@@ -391,7 +403,9 @@ def _shared_app() -> Any:
 
 
 @pytest.fixture
-def client(world_sessions: tuple[World, sessionmaker[Session]], db_url: str, _shared_app: Any) -> Iterator[TestClient]:
+def client(
+    world_sessions: tuple[World, sessionmaker[Session]], db_url: str, _shared_app: Any
+) -> Iterator[TestClient]:
     """A client of the app, on the world's database (server errors come back as responses)."""
     from tre_platform.settings import get_settings
 
@@ -424,3 +438,15 @@ def session(db: Session) -> Session:
     """Overrides the root conftest's session: the world's session (on PostgreSQL, inside the test's
     rolled-back transaction)."""
     return db
+
+
+def row_counts(session: Session) -> dict[str, int]:
+    """Rows per table of the control plane, read afresh (to prove a refused request changed nothing)."""
+    from sqlalchemy import func, select
+    from tre_platform.db.models import Base
+
+    session.rollback()  # a new transaction sees what the app committed
+    return {
+        name: int(session.scalar(select(func.count()).select_from(table)) or 0)
+        for name, table in sorted(Base.metadata.tables.items())
+    }

@@ -47,7 +47,7 @@ for sub, name in [
     app.add_typer(sub, name=name)
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
@@ -55,7 +55,7 @@ AsUser = Annotated[str | None, typer.Option("--as", help="act as this user (thei
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -424,7 +424,9 @@ def user_set_password(username: str, as_user: AsUser = None) -> None:
         password = sys.stdin.readline().rstrip("\n")
         with _session() as session:
             user = _resolve(session, User, username, "username")
-            set_password(session, _actor(session, as_user), user.id, PasswordSet(new_password=password))
+            set_password(
+                session, _actor(session, as_user), user.id, PasswordSet(new_password=password).new_password
+            )
         console.print(f"password of {username} set")
 
     _run(body)
@@ -660,7 +662,6 @@ def agreement_revoke(
 ) -> None:
     """Revoke an agreement: access it supported ends at the next policy decision."""
     from tre_platform.api.agreements.models import DataSharingAgreement
-    from tre_platform.api.agreements.router import to_out
     from tre_platform.api.agreements.router import to_out
     from tre_platform.api.agreements.schemas import AgreementOut, AgreementRevoke
     from tre_platform.api.agreements.service import revoke_agreement

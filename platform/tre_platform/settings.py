@@ -1,7 +1,7 @@
 """The one typed settings object of the control plane.
 
-Every option is read from the environment with the ``TRE_`` prefix (``TRE_DATABASE_URL``, ``TRE_DATA_DIR`` ...)
-or from a ``.env`` file in the working directory. Nothing else in the code base reads ``os.environ``.
+Every option is read from the environment with the ``TRE_`` prefix (``TRE_DATABASE_URL``, ``TRE_DATA_DIR``
+...) or from a ``.env`` file in the working directory. Nothing else in the code base reads ``os.environ``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         None, description="signs sessions and CSRF tokens; generated into the data directory when unset"
     )
-    kek: SecretStr | None = Field(None, description="key-encryption key for the master key (base64, 32 bytes)")
+    kek: SecretStr | None = Field(
+        None, description="key-encryption key for the master key (base64, 32 bytes)"
+    )
     kek_file: Path | None = Field(None, description="file holding the key-encryption key instead of TRE_KEK")
     policies_dir: Path = Field(REPO_ROOT / "policies", description="Cedar policies and disclosure profiles")
     host: str = Field("127.0.0.1", description="control-plane bind address")

@@ -19,7 +19,6 @@ import pytest
 from factories import PASSWORD, World
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-
 from tre_platform.api.app import create_app
 
 ROLES = ["admin", "data_owner", "approver", "researcher", "output_checker", "anonymous"]
@@ -90,7 +89,9 @@ MATRIX: dict[str, Case] = {
         lambda w, r: ({"token_id": w.spare_token_ids.get(r, "0" * 32)}, None), statuses(200)
     ),
     # Organisations
-    "POST /api/v1/orgs": Case(body({"slug": "new-org", "name": "New", "kind": "research_body"}), ADMIN_ONLY_201),
+    "POST /api/v1/orgs": Case(
+        body({"slug": "new-org", "name": "New", "kind": "research_body"}), ADMIN_ONLY_201
+    ),
     "GET /api/v1/orgs": Case(no_body(), statuses(200)),
     "GET /api/v1/orgs/{org_id}": Case(ids(org_id="labour"), statuses(200)),
     "PATCH /api/v1/orgs/{org_id}": Case(body({"name": "Renamed"}, org_id="labour"), ADMIN_ONLY_200),
@@ -110,8 +111,12 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/users": Case(no_body(), ADMIN_ONLY_200),
     # Someone else's account: only admins know it exists.
     "GET /api/v1/users/{user_id}": Case(ids(user_id="colleague"), statuses(404, admin=200)),
-    "PATCH /api/v1/users/{user_id}": Case(body({"full_name": "Renamed"}, user_id="colleague"), ADMIN_ONLY_200),
-    "POST /api/v1/users/{user_id}/roles": Case(body({"role": "approver"}, user_id="colleague"), ADMIN_ONLY_201),
+    "PATCH /api/v1/users/{user_id}": Case(
+        body({"full_name": "Renamed"}, user_id="colleague"), ADMIN_ONLY_200
+    ),
+    "POST /api/v1/users/{user_id}/roles": Case(
+        body({"role": "approver"}, user_id="colleague"), ADMIN_ONLY_201
+    ),
     "DELETE /api/v1/users/{user_id}/roles/{role}": Case(
         lambda w, _r: ({"user_id": w.ids["colleague"], "role": "researcher"}, None), ADMIN_ONLY_200
     ),
@@ -123,7 +128,11 @@ MATRIX: dict[str, Case] = {
         ADMIN_ONLY_201,
     ),
     "POST /api/v1/users/{user_id}/accreditations/{accreditation_id}/revoke": Case(
-        body({"reason": "left the organisation"}, user_id="colleague", accreditation_id="colleague_accreditation"),
+        body(
+            {"reason": "left the organisation"},
+            user_id="colleague",
+            accreditation_id="colleague_accreditation",
+        ),
         ADMIN_ONLY_200,
     ),
     "POST /api/v1/users/{user_id}/training": Case(
@@ -151,10 +160,10 @@ MATRIX: dict[str, Case] = {
     ),
     "GET /api/v1/projects": Case(no_body(), statuses(200)),
     # The submitted project requests the health organisation's data: its data owner and approvers see it.
-    "GET /api/v1/projects/{project_id}": Case(
-        ids(project_id="submitted"), statuses(200, output_checker=404)
+    "GET /api/v1/projects/{project_id}": Case(ids(project_id="submitted"), statuses(200, output_checker=404)),
+    "PATCH /api/v1/projects/{project_id}": Case(
+        body({"title": "Better title"}, project_id="draft"), APPLICANT_200
     ),
-    "PATCH /api/v1/projects/{project_id}": Case(body({"title": "Better title"}, project_id="draft"), APPLICANT_200),
     "POST /api/v1/projects/{project_id}/members": Case(
         body(lambda w, _r: {"user_id": w.ids["colleague"]}, project_id="draft"), APPLICANT_201
     ),

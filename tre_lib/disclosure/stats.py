@@ -190,7 +190,7 @@ def pandas_cell_stats(
             sizes = groups.size() if gkeys else pd.Series([len(data)], index=[()])
             for group, size in sizes.items():
                 cell = split_key(group, len(gkeys), i, j, len(index), len(columns))
-                out[cell] = CellStats(n_rows=int(size), n=int(size), total=float(size), value=float(size))
+                out[cell] = count_cell(int(size))
             continue
         if gkeys:
             column = groups[values]
@@ -225,28 +225,89 @@ def pandas_cell_stats(
         top_lookup = tops.to_dict()
         for group, row in zip(summary.index, summary.itertuples(index=False), strict=True):
             cell = split_key(group, len(gkeys), i, j, len(index), len(columns))
-            n_rows, n = int(row.n_rows), int(row.n)
-            out[cell] = CellStats(
-                n_rows=n_rows,
-                n=n,
-                n_missing=n_rows - n,
-                n_negative=int(row.n_negative),
-                total=float(row.total),
-                top=tuple(float(x) for x in top_lookup.get(group, ())),
-                value=_count_or(aggfunc, n, float(row.value)),
+            out[cell] = magnitude_cell(
+                aggfunc, row.n_rows, row.n, row.total, row.n_negative, row.value, top_lookup.get(group, ())
             )
-    leaves = [cell for cell in out if MARGIN not in cell[0] and MARGIN not in cell[1]]
-    check_no_margin_label(k for cell in leaves for k in cell)
-    return TableStats(
-        row_keys=ordered_keys((r for r, _ in leaves), len(index), margins),
-        col_keys=ordered_keys((c for _, c in leaves), len(columns), margins),
-        cells=out,
-        dropped_rows=dropped,
+    return assemble_table_stats(out, len(index), len(columns), margins, dropped)
+
+
+def count_cell(n_rows: int) -> CellStats:
+    """Statistics of a cell of a count table without a value column: every record is a contributor."""
+    return CellStats(n_rows=n_rows, n=n_rows, total=float(n_rows), value=float(n_rows))
+
+
+def magnitude_cell(
+    aggfunc: str,
+    n_rows: Any,
+    n: Any,
+    total: Any,
+    n_negative: Any,
+    value: Any,
+    top: Iterable[Any],
+) -> CellStats:
+    """Statistics of a cell with a value column, from the numbers an engine aggregated.
+
+    Every engine hands its aggregates through here so that they mean the same on pandas, Spark and Dask:
+    a missing total (an engine's sum over no values) is 0 as in pandas, a missing statistic is NaN, and a
+    count table publishes the number of non-missing values.
+
+    Args:
+        aggfunc: the published statistic.
+        n_rows: records in the cell.
+        n: records with a non-missing value (the contributors).
+        total: sum of the values (None or NaN when there are none).
+        n_negative: values below zero.
+        value: the published statistic (None or NaN when undefined).
+        top: the largest values, largest first.
+
+    Returns:
+        The cell's statistics.
+    """
+    rows, contributors = int(n_rows), int(n)
+    return CellStats(
+        n_rows=rows,
+        n=contributors,
+        n_missing=rows - contributors,
+        n_negative=int(n_negative or 0),
+        total=_number(total, 0.0),
+        top=tuple(float(x) for x in top),
+        value=float(contributors) if aggfunc == "count" else _number(value, 0.0 if aggfunc == "sum" else math.nan),
     )
 
 
-def _count_or(aggfunc: str, n: int, value: float) -> float:
-    return float(n) if aggfunc == "count" else value
+def _number(x: Any, missing: float) -> float:
+    if x is None:
+        return missing
+    out = float(x)
+    return missing if math.isnan(out) else out
+
+
+def assemble_table_stats(
+    cells: dict[CellKey, CellStats], n_index: int, n_columns: int, margins: bool, dropped_rows: int
+) -> TableStats:
+    """The table's keys in display order around the cells an engine computed.
+
+    Args:
+        cells: statistics of every observed cell, margins included.
+        n_index: number of row variables.
+        n_columns: number of column variables.
+        margins: the table has margins.
+        dropped_rows: records left out for a missing row or column category.
+
+    Returns:
+        The table statistics.
+
+    Raises:
+        TableSpecError: a category is named like the margin label.
+    """
+    leaves = [cell for cell in cells if MARGIN not in cell[0] and MARGIN not in cell[1]]
+    check_no_margin_label(k for cell in leaves for k in cell)
+    return TableStats(
+        row_keys=ordered_keys((r for r, _ in leaves), n_index, margins),
+        col_keys=ordered_keys((c for _, c in leaves), n_columns, margins),
+        cells=cells,
+        dropped_rows=dropped_rows,
+    )
 
 
 def _aggregate(column: Any, aggfunc: str, q: float) -> Any:

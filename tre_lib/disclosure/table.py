@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from tre_lib.disclosure.audit import Auditor, Interval
+from tre_lib.disclosure.engines import engine_cell_stats
 from tre_lib.disclosure.errors import TableSpecError
 from tre_lib.disclosure.primary import Verdict, evaluate_cell
 from tre_lib.disclosure.rounding import RoundingError, controlled_round, round_nearest
@@ -249,17 +250,8 @@ def _engine_stats(
     if isinstance(df, pd.DataFrame):
         check_spec(df.columns, index, columns, values, aggfunc)
         return pandas_cell_stats(df, index, columns, values, aggfunc, q, top_k, margins)
-    module = type(df).__module__
-    if module.startswith(("pyspark", "dask")):
-        # Not built yet: the engines will push the per-cell statistics (count, sum, missing, negatives, top-k)
-        # to the cluster and collect only those; until then the caller converts explicitly.
-        raise TableSpecError(
-            f"protect_table has no {module.split('.')[0]} engine yet; pass a pandas DataFrame "
-            "(Spark: df.select(<table columns>).toPandas(); Dask: df[<table columns>].compute())"
-        )
-    raise TableSpecError(
-        f"protect_table takes a pandas, Spark or Dask DataFrame, got {type(df).__name__}; convert it first"
-    )
+    # Spark and Dask compute the same per-cell statistics in the cluster and return only those.
+    return engine_cell_stats(df, index, columns, values, aggfunc, q, top_k, margins)
 
 
 def _label(key: Key) -> Label:

@@ -1,16 +1,19 @@
 """HMAC-SHA256 on Spark without the key ever appearing in a query plan or a log.
 
-Four implementations give identical lowercase hex (see docs/adr/0003-spark-hmac.md for the measurements):
+Four implementations give identical lowercase hex (docs/adr/0003-spark-hmac.md has the measurements):
 
-* ``"builtin"``: Spark 4.3's SQL ``hmac(key, message)`` (JVM ``javax.crypto.Mac``), hex-encoded.
-* ``"sha2"``: RFC 2104 spelled with SQL: ``sha2(opad_key || unhex(sha2(ipad_key || m, 256)), 256)``.
+* ``"sha2"`` (default): RFC 2104 spelled in SQL, ``sha2(opad_key || unhex(sha2(ipad_key || m, 256)), 256)``;
+  runs in the JVM with whole-stage codegen and reuses the padded keys for every row.
+* ``"builtin"``: Spark 4.3's SQL ``hmac(key, message)`` (``javax.crypto.Mac``, re-keyed for every row).
 * ``"arrow_udf"``: an Arrow UDF (Spark 4.1+) with the key in its pickled closure.
 * ``"pandas_udf"``: the same with pandas Series.
 
-A key passed as a literal (``F.lit(key)``) is printed by ``explain()`` and the SQL UI, so the JVM methods
-never see a literal: :func:`spark_pseudonymise` cross-joins a one-row *key relation* (a ``LocalRelation``
-built over Py4J, whose plan string shows only its column names) with a broadcast hint and reads the key as
-a column. The UDFs carry the key inside the serialised Python function, which plans print only by name.
+A key passed as a literal (``F.lit(key)``) is printed by ``explain()``, the SQL UI and the event log. The JVM
+methods therefore read the key from an uncorrelated *scalar subquery* over a one-row ``LocalRelation``
+built over Py4J: plans print such a relation by its column names only, and the subquery by its id, while
+the optimiser still evaluates it once per query. The UDFs carry the key inside the serialised Python
+function, which plans print by name only. In both cases the key still travels to executors inside tasks:
+on a cluster, enable ``spark.network.crypto.enabled`` (and ``spark.authenticate``) as for any secret.
 """
 
 from __future__ import annotations
@@ -32,19 +35,16 @@ if TYPE_CHECKING:
 
     ColumnOrName = Column | str
 
-__all__ = ["COLUMN_METHODS", "DATAFRAME_METHODS", "spark_hmac_sha256", "spark_pseudonymise"]
+__all__ = ["DEFAULT_METHOD", "SPARK_METHODS", "spark_hmac_sha256", "spark_pseudonymise"]
 
-UdfMethod = Literal["arrow_udf", "pandas_udf"]
-SparkMethod = Literal["builtin", "sha2", "arrow_udf", "pandas_udf"]
-COLUMN_METHODS: tuple[str, ...] = get_args(UdfMethod)
-DATAFRAME_METHODS: tuple[str, ...] = get_args(SparkMethod)
-# Default for whole-DataFrame pseudonymisation: the JVM built-in, fastest in bench/bench_hmac.py (ADR 0003).
-DEFAULT_DATAFRAME_METHOD: SparkMethod = "builtin"
+SparkMethod = Literal["sha2", "builtin", "arrow_udf", "pandas_udf"]
+SPARK_METHODS: tuple[str, ...] = get_args(SparkMethod)
+# The fastest hidden-key method in bench/bench_hmac.py, and it needs no Python on the executors (ADR 0003).
+DEFAULT_METHOD: SparkMethod = "sha2"
 
-_KEY_COL = "__tre_hmac_key"
-_IPAD_COL = "__tre_hmac_ipad"
-_OPAD_COL = "__tre_hmac_opad"
-_UDF_NAME = "tre_hmac_sha256"
+# Spark types whose text form is unambiguous; typeof() output, folded to a constant by the optimiser.
+_ACCEPTED_TYPES = ("string", "binary", "tinyint", "smallint", "int", "bigint")
+_INTEGRAL_DECIMAL = r"^decimal\(\d+,0\)$"
 
 
 
@@ -93,58 +93,7 @@ def _quiet_py4j() -> Iterator[None]:
         _PY4J_FILTER.exit()
 
 
-# -------------------------------------------------------------------------------------------- UDFs
-def _arrow_udf(key: HmacKey) -> Column:
-    from pyspark.sql.functions import arrow_udf
-
-    def tre_hmac_sha256(values: pa.Array) -> pa.Array:
-        return hmac_arrow(values, key)
-
-    return arrow_udf(tre_hmac_sha256, returnType="string")  # type: ignore[no-any-return]
-
-
-def _pandas_udf(key: HmacKey) -> Column:
-    from pyspark.sql.functions import pandas_udf
-
-    def tre_hmac_sha256(values: pd.Series) -> pd.Series:
-        return hmac_pandas(values, key)
-
-    return pandas_udf(tre_hmac_sha256, returnType="string")  # type: ignore[call-overload, no-any-return]
-
-
-def spark_hmac_sha256(col: ColumnOrName, key: bytes | HmacKey, *, method: UdfMethod = "arrow_udf") -> Column:
-    """Return a Column with the HMAC-SHA256 (lowercase hex) of ``col``; nulls stay null.
-
-    The key travels inside the UDF's pickled closure, so ``explain()`` shows only ``tre_hmac_sha256(col)``.
-    Strings are hashed as UTF-8, integers as their decimal text, binary as is. For a whole DataFrame prefer
-    :func:`spark_pseudonymise`, which can use the faster JVM built-in without exposing the key.
-
-    Args:
-        col: A Column or column name of string, integer or binary type.
-        key: The HMAC key (e.g. from :func:`derive_project_key`).
-        method: ``"arrow_udf"`` (default, no pandas conversion) or ``"pandas_udf"``.
-
-    Returns:
-        A string Column.
-
-    Example:
-        >>> df.withColumn("pid", spark_hmac_sha256("person_id", project_key))  # doctest: +SKIP
-    """
-    hk = as_hmac_key(key)
-    if method == "arrow_udf":
-        udf = _arrow_udf(hk)
-    elif method == "pandas_udf":
-        udf = _pandas_udf(hk)
-    else:
-        raise ValueError(
-            f"unknown Column method {method!r}; use one of {COLUMN_METHODS}, or spark_pseudonymise() for "
-            "'builtin' and 'sha2', which need the key as a joined column"
-        )
-    with _quiet_py4j():  # the UDF's pickled closure, key included, is sent to the JVM here
-        return udf(col)  # type: ignore[operator, no-any-return]
-
-
-# --------------------------------------------------------------------------------- JVM key relation
+# ------------------------------------------------------------------------------------- key relation
 def _key_relation(spark: SparkSession, values: dict[str, bytes]) -> DataFrame:
     """Return a one-row DataFrame of binary key columns whose plan string never shows the values.
 
@@ -172,26 +121,123 @@ def _key_relation(spark: SparkSession, values: dict[str, bytes]) -> DataFrame:
     return ClassicDataFrame(jdf, spark)
 
 
-def _as_binary(df: DataFrame, name: str) -> Column:
-    """Return column ``name`` as the bytes to authenticate, refusing types with ambiguous text forms."""
+def _key_struct(spark: SparkSession, values: dict[str, bytes]) -> Column:
+    """Return the key columns as one scalar-subquery struct (evaluated once per query, shown by id only)."""
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
-    dtype = df.schema[name].dataType
-    col = F.col(name)
-    if isinstance(dtype, T.StringType):
-        return col.cast("binary")  # Spark strings are UTF-8, so this is the UTF-8 encoding
-    if isinstance(dtype, T.BinaryType):
-        return col
-    if isinstance(dtype, T.ByteType | T.ShortType | T.IntegerType | T.LongType) or (
-        isinstance(dtype, T.DecimalType) and dtype.scale == 0
-    ):
-        # Integer -> binary would be big-endian bytes; every engine hashes the decimal text instead.
-        return col.cast("string").cast("binary")
-    raise UnsupportedValueError(
-        f"cannot pseudonymise column {name!r} of type {dtype.simpleString()}: IDs must be string, integer or "
-        "binary; cast it first, e.g. F.col(name).cast('long') or .cast('string')"
+    return _key_relation(spark, values).select(F.struct(*values)).scalar()
+
+
+# ------------------------------------------------------------------------------------ message bytes
+def _message(col: Column) -> Column:
+    """Return the bytes to authenticate: UTF-8 for strings, decimal text for integers, binary unchanged.
+
+    ``cast(x as string)`` then ``as binary`` does all three (Spark strings are UTF-8 bytes, so binary survives
+    the round trip unchanged, even when not valid UTF-8). Other types raise at run time: ``typeof`` is
+    constant-folded, so for accepted types the plan holds only the casts.
+    """
+    from pyspark.sql import functions as F
+
+    kind = F.typeof(col)
+    accepted = kind.isin(*_ACCEPTED_TYPES) | kind.rlike(_INTEGRAL_DECIMAL)
+    error = F.raise_error(
+        F.concat(
+            F.lit("cannot pseudonymise a column of type "),
+            kind,
+            F.lit(": IDs must be string, integer or binary; cast it first, e.g. .cast('long') or .cast('string')"),
+        )
     )
+    return F.when(accepted, col.cast("string").cast("binary")).otherwise(error)
+
+
+# ------------------------------------------------------------------------------------- the methods
+def _sha2(spark: SparkSession, message: Column, key: HmacKey) -> Column:
+    from pyspark.sql import functions as F
+
+    ipad_key, opad_key = key.padded_keys()
+    keys = _key_struct(spark, {"ipad": ipad_key, "opad": opad_key})
+    inner = F.unhex(F.sha2(F.concat(keys["ipad"], message), 256))
+    return F.sha2(F.concat(keys["opad"], inner), 256)
+
+
+def _builtin(spark: SparkSession, message: Column, key: HmacKey) -> Column:
+    from pyspark.sql import functions as F
+
+    keys = _key_struct(spark, {"key": key.raw})
+    return F.lower(F.hex(F.hmac(keys["key"], message)))
+
+
+def _arrow_udf(message: Column, key: HmacKey) -> Column:
+    from pyspark.sql.functions import arrow_udf
+
+    def tre_hmac_sha256(values: pa.Array) -> pa.Array:
+        return hmac_arrow(values, key)
+
+    udf = arrow_udf(tre_hmac_sha256, returnType="string")
+    with _quiet_py4j():  # the UDF's pickled closure, key included, is sent to the JVM here
+        return udf(message)  # type: ignore[no-any-return]
+
+
+def _pandas_udf(message: Column, key: HmacKey) -> Column:
+    from pyspark.sql.functions import pandas_udf
+
+    def tre_hmac_sha256(values: pd.Series) -> pd.Series:
+        return hmac_pandas(values, key)
+
+    udf = pandas_udf(tre_hmac_sha256, returnType="string")  # type: ignore[call-overload]
+    with _quiet_py4j():  # as above
+        return udf(message)  # type: ignore[no-any-return]
+
+
+def _active_session() -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise RuntimeError("no active SparkSession; create one first or pass spark=... to spark_hmac_sha256")
+    return spark
+
+
+def spark_hmac_sha256(
+    col: ColumnOrName,
+    key: bytes | HmacKey,
+    *,
+    method: SparkMethod = DEFAULT_METHOD,
+    spark: SparkSession | None = None,
+) -> Column:
+    """Return a Column with the HMAC-SHA256 (lowercase hex) of ``col``; nulls stay null.
+
+    Strings are hashed as their UTF-8 bytes, integers as their decimal text, binary as is; any other type
+    fails when the query runs, with a message saying to cast it. The key never appears in the query plan.
+
+    Args:
+        col: A Column or column name.
+        key: The HMAC key (e.g. from :func:`derive_project_key`).
+        method: ``"sha2"`` (default), ``"builtin"``, ``"arrow_udf"`` or ``"pandas_udf"``; all give the same
+            result, see docs/adr/0003-spark-hmac.md for their speed.
+        spark: The session that will run the query (default: the active session); only the JVM methods
+            need it, to hold the key relation.
+
+    Returns:
+        A string Column.
+
+    Example:
+        >>> df.withColumn("pid", spark_hmac_sha256("person_id", project_key))  # doctest: +SKIP
+    """
+    from pyspark.sql import functions as F
+
+    hk = as_hmac_key(key)
+    column = F.col(col) if isinstance(col, str) else col
+    message = _message(column)
+    if method == "sha2":
+        return _sha2(spark or _active_session(), message, hk)
+    if method == "builtin":
+        return _builtin(spark or _active_session(), message, hk)
+    if method == "arrow_udf":
+        return _arrow_udf(message, hk)
+    if method == "pandas_udf":
+        return _pandas_udf(message, hk)
+    raise ValueError(f"unknown method {method!r}; use one of {SPARK_METHODS}")
 
 
 def spark_pseudonymise(
@@ -199,54 +245,42 @@ def spark_pseudonymise(
     columns: Sequence[str] | Mapping[str, str],
     key: bytes | HmacKey,
     *,
-    method: SparkMethod = DEFAULT_DATAFRAME_METHOD,
+    method: SparkMethod = DEFAULT_METHOD,
 ) -> DataFrame:
-    """Replace (or add) columns with their HMAC-SHA256 (lowercase hex), keeping the key out of the plan.
+    """Replace (or add) columns with their HMAC-SHA256 (lowercase hex), checking their types first.
 
     Args:
         df: The input DataFrame.
         columns: Column names to replace in place, or a mapping ``{output_name: input_name}``.
         key: The HMAC key (e.g. from :func:`derive_project_key`).
-        method: ``"builtin"`` (default, Spark's SQL ``hmac``), ``"sha2"``, ``"arrow_udf"`` or ``"pandas_udf"``.
+        method: As for :func:`spark_hmac_sha256`.
 
     Returns:
-        A DataFrame with the same columns (plus any new output names, appended), nulls kept null.
+        A DataFrame with the same columns in the same order (new output names appended), nulls kept null.
 
     Raises:
-        UnsupportedValueError: A column is not string, integer or binary.
+        UnsupportedValueError: A column is not string, integer or binary (raised before anything runs).
         ValueError: Unknown ``method`` or column.
 
     Example:
         >>> view = spark_pseudonymise(df, {"pid": "person_id"}, project_key)  # doctest: +SKIP
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
-    if method not in DATAFRAME_METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {DATAFRAME_METHODS}")
-    hk = as_hmac_key(key)
     mapping = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
     unknown = [src for src in mapping.values() if src not in df.columns]
     if unknown:
         raise ValueError(f"columns {unknown} are not in the DataFrame (it has {df.columns})")
-    binaries = {out: _as_binary(df, src) for out, src in mapping.items()}
-    order = list(df.columns) + [out for out in mapping if out not in df.columns]
-
-    if method in COLUMN_METHODS:
-        udf_method: UdfMethod = "arrow_udf" if method == "arrow_udf" else "pandas_udf"
-        exprs = {out: spark_hmac_sha256(binaries[out], hk, method=udf_method) for out in mapping}
-        return df.withColumns(exprs).select(*order)
-
-    spark = df.sparkSession
-    if method == "builtin":
-        keys = _key_relation(spark, {_KEY_COL: hk.raw})
-        exprs = {out: F.lower(F.hex(F.hmac(F.col(_KEY_COL), b))) for out, b in binaries.items()}
-    else:
-        ipad_key, opad_key = hk.padded_keys()
-        keys = _key_relation(spark, {_IPAD_COL: ipad_key, _OPAD_COL: opad_key})
-        exprs = {
-            out: F.sha2(F.concat(F.col(_OPAD_COL), F.unhex(F.sha2(F.concat(F.col(_IPAD_COL), b), 256))), 256)
-            for out, b in binaries.items()
-        }
-    # One row, broadcast: a nested-loop join that only appends the key columns to each row.
-    joined = df.crossJoin(F.broadcast(keys))
-    return joined.withColumns(exprs).select(*order)
+    accepted = T.ByteType | T.ShortType | T.IntegerType | T.LongType | T.StringType | T.BinaryType
+    for src in mapping.values():
+        dtype = df.schema[src].dataType
+        if not (isinstance(dtype, accepted) or (isinstance(dtype, T.DecimalType) and dtype.scale == 0)):
+            raise UnsupportedValueError(
+                f"cannot pseudonymise column {src!r} of type {dtype.simpleString()}: IDs must be string, "
+                "integer or binary; cast it first, e.g. F.col(name).cast('long') or .cast('string')"
+            )
+    hk = as_hmac_key(key)
+    exprs = {
+        out: spark_hmac_sha256(src, hk, method=method, spark=df.sparkSession) for out, src in mapping.items()
+    }
+    return df.withColumns(exprs)

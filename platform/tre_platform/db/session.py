@@ -22,7 +22,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def get_engine(settings: Settings | None = None, *, url: str | None = None, schema: str | None = None) -> Engine:
+def get_engine(
+    settings: Settings | None = None, *, url: str | None = None, schema: str | None = None
+) -> Engine:
     """The engine for the configured database (cached). ``schema`` pins a PostgreSQL search_path (tests)."""
     settings = settings or get_settings()
     url = url or settings.resolved_database_url

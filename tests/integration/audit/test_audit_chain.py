@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-
 from tre_platform.api.audit.models import GENESIS_HASH, AuditEvent
 from tre_platform.api.audit.service import VerifyResult, canonical, record, verify
 from tre_platform.db.session import make_session_factory
@@ -58,7 +58,7 @@ def test_events_link_to_their_predecessor(session: Session) -> None:
     _write_events(session, 3)
     events = session.query(AuditEvent).order_by(AuditEvent.seq).all()
     assert events[0].prev_hash == GENESIS_HASH
-    for previous, current in zip(events, events[1:], strict=False):
+    for previous, current in itertools.pairwise(events):
         assert current.prev_hash == previous.hash
         assert current.hash == hashlib.sha256(canonical(current)).hexdigest()
 
@@ -138,12 +138,12 @@ def test_a_recomputed_chain_is_detected_by_its_signatures(session: Session, engi
     rows = [(e.seq, e.actor, e.prev_hash, e.hash) for e in events]
     with engine.begin() as conn:
         # Shift hashes via temporary values to keep the unique constraints satisfied mid-update.
-        for seq, actor, prev_hash, event_hash in rows:
+        for seq, actor, _prev_hash, _event_hash in rows:
             conn.execute(
                 text("UPDATE audit_events SET actor=:a, prev_hash=:p, hash=:h WHERE seq=:s"),
                 {"a": actor, "p": "tmp" + str(seq), "h": "tmph" + str(seq), "s": seq},
             )
-        for seq, actor, prev_hash, event_hash in rows:
+        for seq, _actor, prev_hash, event_hash in rows:
             conn.execute(
                 text("UPDATE audit_events SET prev_hash=:p, hash=:h WHERE seq=:s"),
                 {"p": prev_hash, "h": event_hash, "s": seq},

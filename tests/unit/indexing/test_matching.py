@@ -24,7 +24,9 @@ def hospital(world, tmp_path_factory):
     index, index_truth = build_index_from_world(world, "demographic", root / "index")
     records, truth = make_dataset(world, "hospital_episodes", 1_500, seed=8)
     expected = expected_surrogates(truth, index_truth, "episode_id")
-    result = match(records, index, spec_for("hospital_episodes"), charts_dir=root / "charts", expected=expected)
+    result = match(
+        records, index, spec_for("hospital_episodes"), charts_dir=root / "charts", expected=expected
+    )
     return records, truth, expected, result
 
 
@@ -63,7 +65,9 @@ def test_splink_links_corrupted_records_with_high_precision_and_recall(hospital)
     hard = truth["corrupt_nhs_missing"].to_numpy() & truth["corrupt_dob_swap_day_month"].to_numpy()
     hard_links = result.links[hard]
     assert (hard_links["method"] != "deterministic").all()
-    assert (hard_links["surrogate_id"].to_numpy() == expected.reindex(hard_links["record_id"]).to_numpy()).mean() >= 0.8
+    assert (
+        hard_links["surrogate_id"].to_numpy() == expected.reindex(hard_links["record_id"]).to_numpy()
+    ).mean() >= 0.8
 
 
 def test_report_round_trips_through_json_and_holds_model_parameters(hospital) -> None:
@@ -72,7 +76,10 @@ def test_report_round_trips_through_json_and_holds_model_parameters(hospital) ->
     again = MatchQualityReport.from_json(text)
     assert again.to_json() == text
     data = json.loads(text)
-    assert data["counts"]["deterministic"] + data["counts"]["probabilistic"] + data["counts"]["unmatched"] == 1_500
+    assert (
+        data["counts"]["deterministic"] + data["counts"]["probabilistic"] + data["counts"]["unmatched"]
+        == 1_500
+    )
     levels = {(p["comparison"], p["level"]) for p in data["parameters"]}
     assert ("dob", "Day and month transposed") in levels
     assert all(0 <= p["u_probability"] <= 1 for p in data["parameters"] if p["u_probability"] is not None)
@@ -138,7 +145,10 @@ def test_spark_backend_links_like_duckdb(world, tmp_path: Path, spark) -> None:
     expected = expected_surrogates(truth, index_truth, "episode_id")
     # One EM session (not two) keeps the number of Spark jobs, and so the local test time, down.
     spec = spec_for(
-        "hospital_episodes", backend="spark", spark_session=spark, u_max_pairs=1e5,
+        "hospital_episodes",
+        backend="spark",
+        spark_session=spark,
+        u_max_pairs=1e5,
         em_blocking_rules=lambda available: [block_on("given_name_canonical", "family_name")],
     )
     result = match(records, index, spec, expected=expected)

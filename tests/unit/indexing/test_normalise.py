@@ -50,7 +50,12 @@ def test_nhs_numbers_are_checked_with_modulus_11() -> None:
 
 def test_business_names_and_company_numbers_normalise_legal_forms() -> None:
     names = pd.Series(["Acme Toys Ltd", "ACME TOYS LIMITED", "Acme Toys (UK) Ltd.", "Smith & Sons PLC"])
-    assert normalise_business_name(names).tolist() == ["acme toys", "acme toys", "acme toys", "smith and sons"]
+    assert normalise_business_name(names).tolist() == [
+        "acme toys",
+        "acme toys",
+        "acme toys",
+        "smith and sons",
+    ]
     numbers = pd.Series(["1234567", "sc 123456", "00123456", "bad!", None])
     assert normalise_company_number(numbers).tolist() == ["01234567", "SC123456", "00123456", None, None]
 

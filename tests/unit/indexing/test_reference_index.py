@@ -29,7 +29,8 @@ def test_ids_are_random_not_derived_from_identifiers(world, tmp_path: Path) -> N
     # Same identifiers, independent builds: no id in common (a hash or counter would repeat).
     assert not set(ids_1) & set(ids_2)
     pd.testing.assert_frame_equal(
-        first.entries.drop(columns=["surrogate_id", "added_at"]), second.entries.drop(columns=["surrogate_id", "added_at"])
+        first.entries.drop(columns=["surrogate_id", "added_at"]),
+        second.entries.drop(columns=["surrogate_id", "added_at"]),
     )
 
 
@@ -47,7 +48,17 @@ def test_ids_are_stable_across_reloads_and_versions(world, index_dir: Path) -> N
 def test_saves_are_atomic_versions_behind_a_current_pointer(world, index_dir: Path) -> None:
     index, _ = build_index_from_world(world, "geography", index_dir)
     for _ in range(4):
-        index.add(pd.DataFrame({"postcode": ["ZZ9 9ZZ"], "lsoa_code": ["E01999999"], "la_code": ["E0"], "region_code": ["E1"]}), "t")
+        index.add(
+            pd.DataFrame(
+                {
+                    "postcode": ["ZZ9 9ZZ"],
+                    "lsoa_code": ["E01999999"],
+                    "la_code": ["E0"],
+                    "region_code": ["E1"],
+                }
+            ),
+            "t",
+        )
     names = sorted(p.name for p in index_dir.iterdir())
     assert names == ["CURRENT", "v000003", "v000004", "v000005"]  # three kept, no temporary leftovers
     assert (index_dir / "CURRENT").read_text() == "v000005"
@@ -58,7 +69,9 @@ def test_a_stale_copy_cannot_overwrite_a_newer_version(world, index_dir: Path) -
     one, two = ReferenceIndex.load(index_dir), ReferenceIndex.load(index_dir)
     one.add(pd.DataFrame({"code": ["99"], "description": ["x"], "level": ["1"], "parent_code": [None]}), "a")
     with pytest.raises(IndexConflictError, match="reload"):
-        two.add(pd.DataFrame({"code": ["98"], "description": ["y"], "level": ["1"], "parent_code": [None]}), "b")
+        two.add(
+            pd.DataFrame({"code": ["98"], "description": ["y"], "level": ["1"], "parent_code": [None]}), "b"
+        )
 
 
 def test_loading_an_empty_directory_says_how_to_build(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ Values = list[Any]
 Runner = Callable[[str, Values, bytes], list[str | None]]
 
 NON_SPARK_ENGINES = ("python", "pandas", "polars_series", "polars_expr", "arrow", "dask")
-SPARK_ENGINES = ("spark_builtin", "spark_sha2", "spark_arrow_udf", "spark_pandas_udf", "spark_column")
+SPARK_ENGINES = ("spark_sha2", "spark_builtin", "spark_arrow_udf", "spark_pandas_udf", "spark_dataframe")
 ALL_ENGINES = NON_SPARK_ENGINES + SPARK_ENGINES
 
 
@@ -89,7 +89,7 @@ def _run(engine: str, values: Values, key: bytes, request: pytest.FixtureRequest
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
 
-        from tre_lib.pseudonymise import spark_pseudonymise
+        from tre_lib.pseudonymise import spark_hmac_sha256, spark_pseudonymise
 
         session = request.getfixturevalue("spark")
         present = [v for v in values if v is not None]
@@ -102,10 +102,12 @@ def _run(engine: str, values: Values, key: bytes, request: pytest.FixtureRequest
             dtype, rows = T.StringType(), [(v,) for v in values]
         schema = T.StructType([T.StructField("i", T.IntegerType()), T.StructField("v", dtype)])
         df = session.createDataFrame([(i, *row) for i, row in enumerate(rows)], schema)
-        if engine == "spark_column":
-            out = df.select("i", hmac_sha256(F.col("v"), key).alias("v"))
+        if engine == "spark_dataframe":
+            out = spark_pseudonymise(df, ["v"], key)
         else:
-            out = spark_pseudonymise(df, ["v"], key, method=engine.removeprefix("spark_"))
+            out = df.select(
+                "i", spark_hmac_sha256(F.col("v"), key, method=engine.removeprefix("spark_")).alias("v")
+            )
         return [row["v"] for row in out.orderBy("i").collect()]
     raise AssertionError(f"unknown engine {engine}")
 

@@ -13,9 +13,19 @@ from hypothesis import strategies as st
 # RFC 4231 section 4, HMAC-SHA-256 results (case 5 is truncated to 128 bits by the RFC).
 RFC4231 = [
     (1, b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
-    (2, b"Jefe", b"what do ya want for nothing?", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+    (
+        2,
+        b"Jefe",
+        b"what do ya want for nothing?",
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
     (3, b"\xaa" * 20, b"\xdd" * 50, "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"),
-    (4, bytes(range(1, 26)), b"\xcd" * 50, "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"),
+    (
+        4,
+        bytes(range(1, 26)),
+        b"\xcd" * 50,
+        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+    ),
     (5, b"\x0c" * 20, b"Test With Truncation", "a3b6167473100ee06e0c796c2955552b"),
     (
         6,
@@ -42,7 +52,9 @@ def _as_engine_input(data: bytes) -> bytes | str:
 
 
 @pytest.mark.parametrize(("case", "key", "data", "expected"), RFC4231, ids=[f"case{c[0]}" for c in RFC4231])
-def test_every_engine_matches_rfc4231(engine: str, run_engine: Any, case: int, key: bytes, data: bytes, expected: str):
+def test_every_engine_matches_rfc4231(
+    engine: str, run_engine: Any, case: int, key: bytes, data: bytes, expected: str
+):
     value = _as_engine_input(data)
     result = run_engine(engine, [value, None, value], key)
     assert result[1] is None
@@ -53,7 +65,10 @@ def test_every_engine_matches_rfc4231(engine: str, run_engine: Any, case: int, k
 
 
 def _reference(key: bytes, values: list[Any]) -> list[str | None]:
-    return [None if v is None else hmac.new(key, str(v).encode("utf-8"), hashlib.sha256).hexdigest() for v in values]
+    return [
+        None if v is None else hmac.new(key, str(v).encode("utf-8"), hashlib.sha256).hexdigest()
+        for v in values
+    ]
 
 
 keys = st.binary(min_size=1, max_size=80)
@@ -63,7 +78,9 @@ integers = st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_
 
 @settings(max_examples=8)
 @given(key=keys, values=texts)
-def test_every_engine_equals_hmac_new_on_random_unicode(engine: str, run_engine: Any, key: bytes, values: list[Any]):
+def test_every_engine_equals_hmac_new_on_random_unicode(
+    engine: str, run_engine: Any, key: bytes, values: list[Any]
+):
     if all(v is None for v in values):
         values = [*values, ""]  # an all-null column has no type to infer in polars/Spark
     assert run_engine(engine, values, key) == _reference(key, values)

