@@ -1,4 +1,4 @@
-"""Linkage benchmark: plain Splink on everything (the peer) vs deterministic first, Splink on the remainder (ours).
+"""Linkage benchmark: plain Splink on everything (peer) vs deterministic first, Splink on the rest (ours).
 
 Both sides use the same normalised data, the same Splink comparisons and blocking rules, the same u
 sampling and the same EM sessions; the peer has no deterministic pass and no labels, and scores every
@@ -34,11 +34,17 @@ from tre_lib.synth import generate_world, make_dataset
 def peer_plain_splink(records: pd.DataFrame, index: ReferenceIndex, dataset: str) -> pd.DataFrame:
     """Plain Splink link_only: u by sampling, m by EM, predict() on every record, best link per record."""
     spec = spec_for(dataset)
-    assert spec.comparisons is not None and spec.blocking_rules is not None and spec.em_blocking_rules is not None
+    assert (
+        spec.comparisons is not None
+        and spec.blocking_rules is not None
+        and spec.em_blocking_rules is not None
+    )
     attrs = normalise_records(spec.kind, records).reset_index(drop=True)
     available = frozenset(c for c in attrs.columns if attrs[c].notna().any())
     columns = [c for c in attrs.columns if c in available]
-    delivery_df, index_df = _splink_frames(attrs, np.full(len(attrs), None, dtype=object), index.matching_frame(), columns)
+    delivery_df, index_df = _splink_frames(
+        attrs, np.full(len(attrs), None, dtype=object), index.matching_frame(), columns
+    )
     db_api = DuckDBAPI()
     left = db_api.register(_as_arrow(delivery_df.drop(columns=["det_label"])), table_name="delivery")
     right = db_api.register(_as_arrow(index_df.drop(columns=["det_label"])), table_name="index_entries")
@@ -55,10 +61,12 @@ def peer_plain_splink(records: pd.DataFrame, index: ReferenceIndex, dataset: str
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
     predictions = linker.inference.predict(warning_mode="never")
     # In a two-table link_only job Splink puts the first input ("delivery") on the left.
+    # The table name is Splink's own generated name, never user input.
     best = linker.misc.query_sql(
         f"""select unique_id_l, unique_id_r, match_probability, match_weight from (
-              select *, row_number() over (partition by unique_id_l order by match_weight desc, unique_id_r) rn
-              from {predictions.physical_name} where source_dataset_l = 'delivery') t where rn = 1""",
+              select *,
+                     row_number() over (partition by unique_id_l order by match_weight desc, unique_id_r) rn
+              from {predictions.physical_name} where source_dataset_l = 'delivery') t where rn = 1""",  # noqa: S608
         output_type="pandas",
     )
     best = best[best["match_probability"] >= spec.threshold_match_probability]
@@ -66,7 +74,9 @@ def peer_plain_splink(records: pd.DataFrame, index: ReferenceIndex, dataset: str
     sid = np.full(len(records), None, dtype=object)
     sid[rows] = best["unique_id_r"].to_numpy()
     method = np.where(pd.notna(sid), "probabilistic", "unmatched")
-    return pd.DataFrame({"record_id": records[spec.record_id].to_numpy(), "surrogate_id": sid, "method": method})
+    return pd.DataFrame(
+        {"record_id": records[spec.record_id].to_numpy(), "surrogate_id": sid, "method": method}
+    )
 
 
 def main() -> None:
@@ -97,17 +107,31 @@ def main() -> None:
     for col in ("", "wall s", "precision", "recall", "F1", "links", "scored by Splink"):
         table.add_column(col, justify="right")
     table.add_row(
-        "peer: plain Splink", f"{peer_s:.1f}", f"{peer['precision']:.4f}", f"{peer['recall']:.4f}",
-        f"{peer['f1']:.4f}", f"{peer['n_links']:,}", f"{args.rows:,}",
+        "peer: plain Splink",
+        f"{peer_s:.1f}",
+        f"{peer['precision']:.4f}",
+        f"{peer['recall']:.4f}",
+        f"{peer['f1']:.4f}",
+        f"{peer['n_links']:,}",
+        f"{args.rows:,}",
     )
     table.add_row(
-        "ours: deterministic + Splink", f"{ours_s:.1f}", f"{ours['precision']:.4f}", f"{ours['recall']:.4f}",
-        f"{ours['f1']:.4f}", f"{ours['n_links']:,}",
+        "ours: deterministic + Splink",
+        f"{ours_s:.1f}",
+        f"{ours['precision']:.4f}",
+        f"{ours['recall']:.4f}",
+        f"{ours['f1']:.4f}",
+        f"{ours['n_links']:,}",
         f"{result.report.counts['probabilistic'] + result.report.counts['unmatched']:,}",
     )
     table.add_row(
-        "ratio ours/peer", f"{ours_s / peer_s:.2f}", f"{ours['precision'] / peer['precision']:.4f}",
-        f"{ours['recall'] / peer['recall']:.4f}", f"{ours['f1'] / peer['f1']:.4f}", "", "",
+        "ratio ours/peer",
+        f"{ours_s / peer_s:.2f}",
+        f"{ours['precision'] / peer['precision']:.4f}",
+        f"{ours['recall'] / peer['recall']:.4f}",
+        f"{ours['f1'] / peer['f1']:.4f}",
+        "",
+        "",
     )
     console.print(table)
     console.print(f"ours by method: {result.report.counts}; phases (s): {result.report.seconds}")

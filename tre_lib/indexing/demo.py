@@ -48,7 +48,9 @@ def index_records(world: World, kind: IndexKind) -> tuple[pd.DataFrame, pd.Serie
         return records, p["person_id"].rename("person_id")
     if kind == "business":
         b = world.businesses
-        records = b.rename(columns={"name": "business_name"})[["business_name", "company_number", "postcode", "sic_code"]]
+        records = b.rename(columns={"name": "business_name"})[
+            ["business_name", "company_number", "postcode", "sic_code"]
+        ]
         return records, b["business_id"].rename("business_id")
     if kind == "address":
         a = world.addresses

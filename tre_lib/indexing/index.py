@@ -134,7 +134,8 @@ class KindSchema:
 
 KIND_SCHEMAS: dict[str, KindSchema] = {
     "demographic": KindSchema(
-        ("nhs_number", "ni_number", "given_name", "family_name", "dob", "sex", "postcode"), _normalise_demographic
+        ("nhs_number", "ni_number", "given_name", "family_name", "dob", "sex", "postcode"),
+        _normalise_demographic,
     ),
     "business": KindSchema(("business_name", "company_number", "postcode", "sic_code"), _normalise_business),
     "address": KindSchema(("uprn", "house_number", "street", "town", "postcode"), _normalise_address),
@@ -216,7 +217,11 @@ class ReferenceIndex:
 
     @classmethod
     def create(
-        cls, kind: IndexKind, directory: str | os.PathLike[str], records: pd.DataFrame, source: str = "initial"
+        cls,
+        kind: IndexKind,
+        directory: str | os.PathLike[str],
+        records: pd.DataFrame,
+        source: str = "initial",
     ) -> tuple[ReferenceIndex, pd.Series]:
         """Build and save a new index from raw records.
 
@@ -253,7 +258,9 @@ class ReferenceIndex:
         try:
             version_dir = path / (path / _CURRENT).read_text(encoding="utf-8").strip()
         except FileNotFoundError as exc:
-            raise IndexNotFoundError(f"No reference index in {path}; build one with ReferenceIndex.create().") from exc
+            raise IndexNotFoundError(
+                f"No reference index in {path}; build one with ReferenceIndex.create()."
+            ) from exc
         manifest = json.loads((version_dir / _MANIFEST).read_text(encoding="utf-8"))
         entries = pd.read_parquet(version_dir / _ENTRIES)
         entries = entries.astype(object).where(entries.notna(), None)
@@ -285,7 +292,11 @@ class ReferenceIndex:
         Returns:
             The new surrogate ids, aligned with ``records``.
         """
-        attrs = records.reindex(columns=list(self.attributes)) if normalised else normalise_records(self.kind, records)
+        attrs = (
+            records.reindex(columns=list(self.attributes))
+            if normalised
+            else normalise_records(self.kind, records)
+        )
         ids = self._append(attrs, source)
         self.save()
         return pd.Series(ids, index=records.index, name=SURROGATE_ID)

@@ -71,7 +71,10 @@ class _SplinkOutcome:
 
 
 def _deterministic_pass(
-    attrs: pd.DataFrame, index_frame: pd.DataFrame, rules: tuple[tuple[str, ...], ...], available: frozenset[str]
+    attrs: pd.DataFrame,
+    index_frame: pd.DataFrame,
+    rules: tuple[tuple[str, ...], ...],
+    available: frozenset[str],
 ) -> tuple[np.ndarray, list[str]]:
     """Link records agreeing exactly with exactly one index entry on a rule; ambiguous keys are left."""
     sid = np.full(len(attrs), None, dtype=object)
@@ -97,7 +100,8 @@ def _db_api(spec: MatchSpec) -> Any:
     if spec.backend == "spark":
         from splink.backends.spark import SparkAPI
 
-        # "persist" keeps intermediate tables in Spark's cache; the default ("parquet") needs a checkpoint dir.
+        # "persist" keeps intermediate tables in Spark's cache; the default ("parquet") needs a
+        # checkpoint directory.
         return SparkAPI(spark_session=spec.spark_session, break_lineage_method="persist")
     from splink.backends.duckdb import DuckDBAPI
 
@@ -108,7 +112,9 @@ def _as_arrow(df: pd.DataFrame) -> pa.Table:
     # Every matching attribute is a string; an explicit schema keeps all-null columns typed (Spark cannot
     # infer a type from None) and makes DuckDB and Spark see identical tables.
     schema = pa.schema([(c, pa.string()) for c in df.columns])
-    return pa.Table.from_pandas(df.astype(object).where(df.notna(), None), schema=schema, preserve_index=False)
+    return pa.Table.from_pandas(
+        df.astype(object).where(df.notna(), None), schema=schema, preserve_index=False
+    )
 
 
 def _splink_frames(
@@ -172,7 +178,9 @@ def _splink_pass(
         note(f"prior from deterministic rules (assumed recall {spec.deterministic_recall})")
     else:
         note("prior 1/len(index): every record assumed to have one match")
-    linker.training.estimate_u_using_random_sampling(max_pairs=spec.u_max_pairs, seed=spec.seed)
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=spec.u_max_pairs, seed=spec.seed, num_chunks=spec.u_num_chunks
+    )
     note(f"u by random sampling (max_pairs={spec.u_max_pairs:.0f}, seed={spec.seed})")
     if spec.m_from_deterministic and n_labels >= spec.min_labels:
         linker.training.estimate_m_from_label_column(_LABEL)
@@ -189,9 +197,9 @@ def _splink_pass(
     )
     note("term-frequency tables")
     predictions = linker.inference.predict_between(remainder_sdf, index_sdf, warning_mode="never")
-    table = predictions.physical_name
+    table = predictions.physical_name  # Splink's generated table name, never user input
     best = linker.misc.query_sql(
-        f"""
+        f"""  # noqa: S608
         select unique_id_l, unique_id_r, match_probability, match_weight from (
             select unique_id_l, unique_id_r, match_probability, match_weight,
                    row_number() over (partition by unique_id_l order by match_weight desc, unique_id_r) as rn
@@ -201,9 +209,8 @@ def _splink_pass(
         output_type="pandas",
     )
     note(f"scored {len(remainder_rows)} remaining records against the index, best link each")
-    weights = linker.misc.query_sql(
-        f"select match_weight from {table} limit 2000000", output_type="pandas"
-    )["match_weight"].to_numpy(dtype=float)
+    weights_sql = f"select match_weight from {table} limit 2000000"  # noqa: S608
+    weights = linker.misc.query_sql(weights_sql, output_type="pandas")["match_weight"].to_numpy(dtype=float)
     best = pd.DataFrame(
         {
             "row": best["unique_id_l"].str.slice(1).astype(int).to_numpy(),
@@ -297,7 +304,9 @@ def match(
     """
     spec.validate()
     if spec.kind != index.kind:
-        raise MatchError(f"The spec is for a {spec.kind} index but the index is {index.kind}; use spec_for().")
+        raise MatchError(
+            f"The spec is for a {spec.kind} index but the index is {index.kind}; use spec_for()."
+        )
     if spec.record_id is not None and spec.record_id not in delivery.columns:
         raise MatchError(f"Record id column {spec.record_id!r} is not in the delivery; set spec.record_id.")
     timings: dict[str, float] = {}

@@ -155,10 +155,9 @@ def is_valid_nhs_number(series: pd.Series) -> pd.Series:
     shaped = digits.str.fullmatch(r"\d{10}").fillna(False).astype(bool).to_numpy()
     valid = np.zeros(len(series), dtype=bool)
     if shaped.any():
-        matrix = (
-            np.frombuffer("".join(digits[shaped].tolist()).encode("ascii"), dtype=np.uint8).reshape(-1, 10)
-            - ord("0")
-        )
+        matrix = np.frombuffer("".join(digits[shaped].tolist()).encode("ascii"), dtype=np.uint8).reshape(
+            -1, 10
+        ) - ord("0")
         valid[shaped] = nhs_check_digit(matrix[:, :9]) == matrix[:, 9]
     return pd.Series(valid, index=series.index)
 

@@ -122,7 +122,10 @@ def evaluate_links(links: pd.DataFrame, expected: pd.Series) -> dict[str, Any]:
     for method in ("deterministic", "probabilistic"):
         mask = (df["method"] == method).to_numpy()
         if mask.any():
-            by_method[method] = {"links": int(mask.sum()), "precision": float(correct[mask].sum() / mask.sum())}
+            by_method[method] = {
+                "links": int(mask.sum()),
+                "precision": float(correct[mask].sum() / mask.sum()),
+            }
     return {
         "precision": precision,
         "recall": recall,

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import splink.comparison_library as cl
 import splink.comparison_level_library as cll
+import splink.comparison_library as cl
 from splink import block_on
 
 Available = frozenset[str]
@@ -43,6 +43,8 @@ class MatchSpec:
         m_from_deterministic: Estimate m from the deterministic links as labels before EM refines it.
         min_labels: Fewest deterministic links needed to use them as labels.
         u_max_pairs: Pairs sampled to estimate u.
+        u_num_chunks: Chunks Splink splits u sampling into (1 disables its probe phase: far fewer Spark jobs
+            on small data).
         deterministic_recall: Assumed recall of the deterministic rules, to estimate the prior.
         seed: Seed for u sampling (reproducible models).
         source: Label stored with index entries added from this delivery.
@@ -64,6 +66,7 @@ class MatchSpec:
     m_from_deterministic: bool = True
     min_labels: int = 25
     u_max_pairs: float = 2e6
+    u_num_chunks: int = 10
     deterministic_recall: float = 0.85
     seed: int = 42
     source: str = "delivery"
@@ -109,12 +112,12 @@ def dob_comparison(column: str = "dob") -> Any:
             cll.ExactMatchLevel(column).configure(label_for_charts="Exact match"),
             cll.CustomLevel(swap, label_for_charts="Day and month transposed"),
             cll.DamerauLevenshteinLevel(column, 1).configure(label_for_charts="One character different"),
-            cll.AbsoluteDateDifferenceLevel(column, input_is_string=True, threshold=1, metric="year").configure(
-                label_for_charts="Within a year"
-            ),
-            cll.AbsoluteDateDifferenceLevel(column, input_is_string=True, threshold=10, metric="year").configure(
-                label_for_charts="Within ten years"
-            ),
+            cll.AbsoluteDateDifferenceLevel(
+                column, input_is_string=True, threshold=1, metric="year"
+            ).configure(label_for_charts="Within a year"),
+            cll.AbsoluteDateDifferenceLevel(
+                column, input_is_string=True, threshold=10, metric="year"
+            ).configure(label_for_charts="Within ten years"),
             cll.ElseLevel(),
         ],
     )
@@ -237,7 +240,9 @@ DEFAULT_SPECS: dict[str, MatchSpec] = {
 # The demo datasets' record id columns and their per-dataset thresholds.
 DATASET_SPECS: dict[str, MatchSpec] = {
     "hospital_episodes": DEMOGRAPHIC_SPEC.with_overrides(record_id="episode_id", source="hospital_episodes"),
-    "gp_registrations": DEMOGRAPHIC_SPEC.with_overrides(record_id="registration_id", source="gp_registrations"),
+    "gp_registrations": DEMOGRAPHIC_SPEC.with_overrides(
+        record_id="registration_id", source="gp_registrations"
+    ),
     "labour_force_survey": DEMOGRAPHIC_SPEC.with_overrides(
         record_id="respondent_id", source="labour_force_survey", threshold_match_probability=0.95
     ),
@@ -245,7 +250,9 @@ DATASET_SPECS: dict[str, MatchSpec] = {
     "product_safety_incidents": BUSINESS_SPEC.with_overrides(
         record_id="incident_id", source="product_safety_incidents"
     ),
-    "product_test_failures": BUSINESS_SPEC.with_overrides(record_id="test_id", source="product_test_failures"),
+    "product_test_failures": BUSINESS_SPEC.with_overrides(
+        record_id="test_id", source="product_test_failures"
+    ),
 }
 
 
@@ -261,6 +268,7 @@ def spec_for(kind_or_dataset: str, **overrides: Any) -> MatchSpec:
         base = DEFAULT_SPECS[kind_or_dataset]
     else:
         raise KeyError(
-            f"No match spec for {kind_or_dataset!r}; use one of {sorted(DEFAULT_SPECS)} or {sorted(DATASET_SPECS)}."
+            f"No match spec for {kind_or_dataset!r}; "
+            f"use one of {sorted(DEFAULT_SPECS)} or {sorted(DATASET_SPECS)}."
         )
     return base.with_overrides(**overrides) if overrides else base

@@ -61,7 +61,9 @@ def typo(values: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tupl
     return out, applied
 
 
-def digit_typo(values: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def digit_typo(
+    values: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Replace one digit of the masked identifier strings with a different digit.
 
     Args:

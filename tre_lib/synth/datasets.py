@@ -154,7 +154,9 @@ def _previous_postcodes(world: World, person_ids: np.ndarray, rng: np.random.Gen
     hist = world.address_history
     old = hist[hist["move_out"].notna()]
     postcode_of = pd.Series(world.addresses["postcode"].to_numpy(), index=world.addresses["uprn"].to_numpy())
-    old_pc = pd.Series(postcode_of.reindex(old["uprn"].to_numpy()).to_numpy(), index=old["person_id"].to_numpy())
+    old_pc = pd.Series(
+        postcode_of.reindex(old["uprn"].to_numpy()).to_numpy(), index=old["person_id"].to_numpy()
+    )
     # One earlier address per person (the latest one): cheap and the most likely to be quoted by mistake.
     latest_old = old_pc[~old_pc.index.duplicated(keep="last")]
     out = latest_old.reindex(person_ids).to_numpy(dtype=object)
@@ -171,7 +173,9 @@ def _business_name_variant(names: np.ndarray, mask: np.ndarray, rng: np.random.G
     s = out.iloc[rows].astype(str)
     variants = [
         s.str.replace(r"\s+(Ltd|Limited|PLC)$", "", regex=True),
-        s.str.replace(r"\bLtd$", "Limited", regex=True).str.replace(r"\bPLC$", "Public Limited Company", regex=True),
+        s.str.replace(r"\bLtd$", "Limited", regex=True).str.replace(
+            r"\bPLC$", "Public Limited Company", regex=True
+        ),
         s.str.upper(),
         s.str.replace(" & ", " and ", regex=False).str.replace(r"\s+(Ltd|Limited)$", " (UK) Ltd", regex=True),
         s.str.replace(r"\bLimited$", "Ltd.", regex=True).str.replace(r"\bLtd$", "Ltd.", regex=True),
@@ -201,7 +205,9 @@ def _person_identifiers(
     can_marry = (people["sex"].to_numpy(dtype=object) == "F") & (age_years >= 20) & (age_years <= 60)
     changed = draw(rates.family_name_change) & can_marry
     family = family.copy()
-    family[changed] = np.asarray(ref.FAMILY_NAMES, dtype=object)[rng.integers(0, len(ref.FAMILY_NAMES), changed.sum())]
+    family[changed] = np.asarray(ref.FAMILY_NAMES, dtype=object)[
+        rng.integers(0, len(ref.FAMILY_NAMES), changed.sum())
+    ]
     flags["family_name_change"] = changed & (family != people["family_name"].to_numpy(dtype=object))
     family, flags["family_name_typo"] = cx.typo(family, draw(rates.family_name_typo), rng)
 
@@ -243,8 +249,9 @@ def _person_identifiers(
     return columns, flags
 
 
-def _sample_people(world: World, n_rows: int, rng: np.random.Generator, min_age: float = 0.0,
-                   max_age: float = 200.0) -> pd.DataFrame:
+def _sample_people(
+    world: World, n_rows: int, rng: np.random.Generator, min_age: float = 0.0, max_age: float = 200.0
+) -> pd.DataFrame:
     persons = world.persons
     age = (REFERENCE_DATE - persons["dob"].to_numpy().astype("datetime64[D]")).astype(np.int64) / 365.25
     eligible = np.flatnonzero((age >= min_age) & (age <= max_age))
@@ -260,7 +267,9 @@ def _hospital(world: World, people: pd.DataFrame, rng: np.random.Generator) -> p
     return pd.DataFrame(
         {
             "admission_date": _iso(_events_after(dob, rng)),
-            "diagnosis_code": np.asarray(ref.DIAGNOSIS_CODES, dtype=object)[rng.integers(0, len(ref.DIAGNOSIS_CODES), n)],
+            "diagnosis_code": np.asarray(ref.DIAGNOSIS_CODES, dtype=object)[
+                rng.integers(0, len(ref.DIAGNOSIS_CODES), n)
+            ],
             "length_of_stay": rng.geometric(0.25, n) - 1,
         }
     )
@@ -343,7 +352,9 @@ def _incidents(world: World, firms: pd.DataFrame, rng: np.random.Generator) -> p
             "product_code": code,
             "product_description": description,
             "incident_date": _iso(when),
-            "severity": rng.choice(["low", "medium", "high", "serious"], n, p=[0.4, 0.3, 0.2, 0.1]).astype(object),
+            "severity": rng.choice(["low", "medium", "high", "serious"], n, p=[0.4, 0.3, 0.2, 0.1]).astype(
+                object
+            ),
             "injuries": rng.poisson(0.4, n),
         }
     )
@@ -356,8 +367,12 @@ def _test_failures(world: World, firms: pd.DataFrame, rng: np.random.Generator) 
     return pd.DataFrame(
         {
             "product_code": code,
-            "standard": np.asarray(ref.PRODUCT_STANDARDS, dtype=object)[rng.integers(0, len(ref.PRODUCT_STANDARDS), n)],
-            "failure_reason": np.asarray(ref.FAILURE_REASONS, dtype=object)[rng.integers(0, len(ref.FAILURE_REASONS), n)],
+            "standard": np.asarray(ref.PRODUCT_STANDARDS, dtype=object)[
+                rng.integers(0, len(ref.PRODUCT_STANDARDS), n)
+            ],
+            "failure_reason": np.asarray(ref.FAILURE_REASONS, dtype=object)[
+                rng.integers(0, len(ref.FAILURE_REASONS), n)
+            ],
             "test_date": _iso(when),
         }
     )
@@ -366,18 +381,54 @@ def _test_failures(world: World, firms: pd.DataFrame, rng: np.random.Generator) 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("hospital_episodes", "episode_id", "person", HOSPITAL_RATES, _hospital,
-                    "Admitted patient care episodes: NHS number, names, DOB, sex, postcode, diagnosis."),
-        DatasetSpec("gp_registrations", "registration_id", "person", GP_RATES, _gp,
-                    "GP practice registrations: clean NHS numbers, UK-format dates of birth."),
-        DatasetSpec("labour_force_survey", "respondent_id", "person", LFS_RATES, _lfs,
-                    "Survey respondents aged 16-74: no NHS number, NI number sometimes; employment and pay."),
-        DatasetSpec("business_register", "reference", "business", BUSINESS_REGISTER_RATES, _business_register,
-                    "Business register: names, company numbers, postcodes, SIC codes, employment, turnover."),
-        DatasetSpec("product_safety_incidents", "incident_id", "business", INCIDENT_RATES, _incidents,
-                    "Product safety incidents: business name variants, company number often missing."),
-        DatasetSpec("product_test_failures", "test_id", "business", TEST_FAILURE_RATES, _test_failures,
-                    "Product test failures against standards: business name variants, product codes."),
+        DatasetSpec(
+            "hospital_episodes",
+            "episode_id",
+            "person",
+            HOSPITAL_RATES,
+            _hospital,
+            "Admitted patient care episodes: NHS number, names, DOB, sex, postcode, diagnosis.",
+        ),
+        DatasetSpec(
+            "gp_registrations",
+            "registration_id",
+            "person",
+            GP_RATES,
+            _gp,
+            "GP practice registrations: clean NHS numbers, UK-format dates of birth.",
+        ),
+        DatasetSpec(
+            "labour_force_survey",
+            "respondent_id",
+            "person",
+            LFS_RATES,
+            _lfs,
+            "Survey respondents aged 16-74: no NHS number, NI number sometimes; employment and pay.",
+        ),
+        DatasetSpec(
+            "business_register",
+            "reference",
+            "business",
+            BUSINESS_REGISTER_RATES,
+            _business_register,
+            "Business register: names, company numbers, postcodes, SIC codes, employment, turnover.",
+        ),
+        DatasetSpec(
+            "product_safety_incidents",
+            "incident_id",
+            "business",
+            INCIDENT_RATES,
+            _incidents,
+            "Product safety incidents: business name variants, company number often missing.",
+        ),
+        DatasetSpec(
+            "product_test_failures",
+            "test_id",
+            "business",
+            TEST_FAILURE_RATES,
+            _test_failures,
+            "Product test failures against standards: business name variants, product codes.",
+        ),
     )
 }
 
@@ -421,7 +472,9 @@ def make_dataset(
     if spec.unit == "person":
         min_age, max_age = (16.0, 74.99) if name == "labour_force_survey" else (0.0, 200.0)
         people = _sample_people(world, n_rows, rng, min_age, max_age)
-        columns, flags = _person_identifiers(world, people, rates, rng, "uk" if name == "gp_registrations" else "iso")
+        columns, flags = _person_identifiers(
+            world, people, rates, rng, "uk" if name == "gp_registrations" else "iso"
+        )
         if name == "labour_force_survey":
             columns.pop("nhs_number")
         else:

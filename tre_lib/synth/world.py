@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 
 from tre_lib.synth import _reference_data as ref
-from tre_lib.synth.identifiers import as_string_series, company_numbers, ni_numbers, nhs_numbers, postcodes, uprns
+from tre_lib.synth.identifiers import (
+    as_string_series,
+    company_numbers,
+    nhs_numbers,
+    ni_numbers,
+    postcodes,
+    uprns,
+)
 
 # Fixed "today" of the synthetic world, so a seed reproduces the same ages on any date.
 REFERENCE_DATE = np.datetime64("2025-01-01", "D")
@@ -156,9 +163,9 @@ def _person_chunk(
     u = np.where(first, 0.0, rng.random(len(owner)))
     order = np.lexsort((u, owner))
     owner, u, first = owner[order], u[order], first[order]
-    window_start = np.maximum(
-        dob + np.timedelta64(18 * 365, "D"), np.datetime64("1995-01-01", "D")
-    ).astype("datetime64[D]")
+    window_start = np.maximum(dob + np.timedelta64(18 * 365, "D"), np.datetime64("1995-01-01", "D")).astype(
+        "datetime64[D]"
+    )
     span = (REFERENCE_DATE - window_start[owner]).astype(np.int64)
     move_in = np.where(first, dob[owner], window_start[owner] + (u * span).astype("timedelta64[D]"))
     last = np.r_[owner[1:] != owner[:-1], True]

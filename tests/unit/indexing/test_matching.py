@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from splink import block_on
 
 from tre_lib.indexing import MatchError, MatchQualityReport, ReferenceIndex, match, spec_for

@@ -1,4 +1,4 @@
-"""The synthetic world and datasets: deterministic, realistic identifiers, corruption at the configured rates."""
+"""The synthetic world and datasets: deterministic, realistic identifiers, corruption at configured rates."""
 
 from __future__ import annotations
 
