@@ -65,7 +65,15 @@ class Population:
                 f"acc{i}", f"DEA-{i}", "DEA", f"u{i}", dt.date(2024, 1, 1), expires, rng.random() < 0.05
             )
             self.users.append(
-                UserFacts(f"u{i}", f"user{i}", rng.choice(self.research), frozenset({"researcher"}), True, (), (acc,))
+                UserFacts(
+                    f"u{i}",
+                    f"user{i}",
+                    rng.choice(self.research),
+                    frozenset({"researcher"}),
+                    True,
+                    (),
+                    (acc,),
+                )
             )
         self.projects: list[ProjectFacts] = []
         for i in range(projects):
@@ -88,7 +96,7 @@ class Population:
                 AgreementFacts(
                     f"a{i}", f"DSA-{i}", owner, rng.random() < 0.1, frozenset(d.id for d in chosen),
                     {owner.id: owner.name}, rng.random() < 0.3,
-                    frozenset(o.id for o in rng.sample(self.research, 40)), frozenset(rng.sample(PURPOSES, 2)),
+                    frozenset(o.id for o in rng.sample(self.research, 5)), frozenset(rng.sample(PURPOSES, 2)),
                     frozenset(rng.sample(GATEWAYS, 2)), rng.choice([3, 4]), dt.date(2024, 1, 1),
                     TODAY + dt.timedelta(days=rng.choice([-1, 500])), rng.random() < 0.05,
                 )
@@ -106,7 +114,11 @@ class Population:
             member = sorted(project.member_ids)[0]
             user = self.users[int(member[1:])] if self.rng.random() < 0.9 else self.rng.choice(self.users)
             listed = sorted(project.datasets)
-            dataset = self.datasets[int(self.rng.choice(listed)[2:])] if self.rng.random() < 0.9 else self.rng.choice(self.datasets)
+            dataset = (
+                self.datasets[int(self.rng.choice(listed)[2:])]
+                if self.rng.random() < 0.9
+                else self.rng.choice(self.datasets)
+            )
             out.append(
                 PolicyRequest(
                     "read_dataset", user, TODAY, project, dataset, ("a",), None, None,
@@ -178,7 +190,9 @@ def bench_memory(console: Console, engine: PolicyEngine, population: Population,
     decisions, full_lat = timed(engine.evaluate, requests)
     mismatches = sum(d.allowed != p for d, p in zip(decisions, naive, strict=True))
     candidates = statistics.mean(len(b.candidates) for b in built)
-    table = Table(title=f"read_dataset, in memory: {n:,} decisions ({candidates:.1f} candidate agreements each)")
+    table = Table(
+        title=f"read_dataset, in memory: {n:,} decisions ({candidates:.1f} candidate agreements each)"
+    )
     for column in ("implementation", "decisions/s", "p50 ms", "p99 ms", "vs peer"):
         table.add_column(column, justify="right" if column != "implementation" else "left")
     peer = row(table, "peer: pure-Python if/else", naive_lat, None)
@@ -209,49 +223,131 @@ def bench_db(console: Console, engine: PolicyEngine, population: Population, n: 
     p = population
     with db.begin() as conn:
         orgs = [*p.owners, *p.research]
-        conn.execute(insert(Organisation), [
-            {"id": o.id, "slug": o.slug, "name": o.name, "kind": "both", "accredited_until": o.accredited_until}
-            for o in orgs
-        ])
-        conn.execute(insert(User), [
-            {"id": u.id, "username": u.username, "full_name": u.username, "email": f"{u.username}@x.org",
-             "organisation_id": u.organisation.id} for u in p.users
-        ])
-        conn.execute(insert(UserRole), [{"id": f"r{u.id}", "user_id": u.id, "role": "researcher"} for u in p.users])
-        conn.execute(insert(Accreditation), [
-            {"id": a.id, "user_id": u.id, "scheme": a.scheme, "reference": a.reference, "granted_on": a.granted_on,
-             "expires_on": a.expires_on,
-             "revoked_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC) if a.revoked else None}
-            for u in p.users for a in u.accreditations
-        ])
-        conn.execute(insert(Dataset), [
-            {"id": d.id, "name": d.name, "title": d.name, "owner_org_id": d.owner.id, "tier": d.tier,
-             "schema": [{"name": c} for c in d.columns]} for d in p.datasets
-        ])
-        conn.execute(insert(Project), [
-            {"id": pr.id, "code": pr.code, "title": pr.code, "lay_summary": "", "purpose": pr.purpose,
-             "legal_gateway": pr.legal_gateway, "organisation_id": pr.organisation.id, "lead_id": pr.lead_id,
-             "created_by_id": pr.created_by_id, "state": pr.state, "max_tier": pr.max_tier,
-             "start_date": pr.start_date, "end_date": pr.end_date} for pr in p.projects
-        ])
-        conn.execute(insert(ProjectMember), [
-            {"id": f"{pr.id}-{m}", "project_id": pr.id, "user_id": m}
-            for pr in p.projects for m in pr.member_ids if m != pr.lead_id
-        ])
-        conn.execute(insert(ProjectDataset), [
-            {"id": f"{pr.id}-{d}", "project_id": pr.id, "dataset_id": d, "columns": list(cols)}
-            for pr in p.projects for d, cols in pr.datasets.items()
-        ])
-        conn.execute(insert(DataSharingAgreement), [
-            {"id": a.id, "reference": a.reference, "title": a.reference, "owner_org_id": a.owner.id,
-             "all_datasets": a.all_datasets, "any_accredited": a.any_accredited, "purposes": sorted(a.purposes),
-             "legal_gateways": sorted(a.legal_gateways), "max_tier": a.max_tier, "valid_from": a.valid_from,
-             "valid_to": a.valid_to, "revoked_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC) if a.revoked else None}
-            for a in p.agreements
-        ])
-        conn.execute(insert(AgreementDataset), [
-            {"id": f"{a.id}-{d}", "agreement_id": a.id, "dataset_id": d} for a in p.agreements for d in a.dataset_ids
-        ])
+        conn.execute(
+            insert(Organisation),
+            [
+                {
+                    "id": o.id,
+                    "slug": o.slug,
+                    "name": o.name,
+                    "kind": "both",
+                    "accredited_until": o.accredited_until,
+                }
+                for o in orgs
+            ],
+        )
+        conn.execute(
+            insert(User),
+            [
+                {
+                    "id": u.id,
+                    "username": u.username,
+                    "full_name": u.username,
+                    "email": f"{u.username}@x.org",
+                    "organisation_id": u.organisation.id,
+                }
+                for u in p.users
+            ],
+        )
+        conn.execute(
+            insert(UserRole), [{"id": f"r{u.id}", "user_id": u.id, "role": "researcher"} for u in p.users]
+        )
+        conn.execute(
+            insert(Accreditation),
+            [
+                {
+                    "id": a.id,
+                    "user_id": u.id,
+                    "scheme": a.scheme,
+                    "reference": a.reference,
+                    "granted_on": a.granted_on,
+                    "expires_on": a.expires_on,
+                    "revoked_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC) if a.revoked else None,
+                }
+                for u in p.users
+                for a in u.accreditations
+            ],
+        )
+        conn.execute(
+            insert(Dataset),
+            [
+                {
+                    "id": d.id,
+                    "name": d.name,
+                    "title": d.name,
+                    "owner_org_id": d.owner.id,
+                    "tier": d.tier,
+                    "schema": [{"name": c} for c in d.columns],
+                }
+                for d in p.datasets
+            ],
+        )
+        conn.execute(
+            insert(Project),
+            [
+                {
+                    "id": pr.id,
+                    "code": pr.code,
+                    "title": pr.code,
+                    "lay_summary": "",
+                    "purpose": pr.purpose,
+                    "legal_gateway": pr.legal_gateway,
+                    "organisation_id": pr.organisation.id,
+                    "lead_id": pr.lead_id,
+                    "created_by_id": pr.created_by_id,
+                    "state": pr.state,
+                    "max_tier": pr.max_tier,
+                    "start_date": pr.start_date,
+                    "end_date": pr.end_date,
+                }
+                for pr in p.projects
+            ],
+        )
+        conn.execute(
+            insert(ProjectMember),
+            [
+                {"id": f"{pr.id}-{m}", "project_id": pr.id, "user_id": m}
+                for pr in p.projects
+                for m in pr.member_ids
+                if m != pr.lead_id
+            ],
+        )
+        conn.execute(
+            insert(ProjectDataset),
+            [
+                {"id": f"{pr.id}-{d}", "project_id": pr.id, "dataset_id": d, "columns": list(cols)}
+                for pr in p.projects
+                for d, cols in pr.datasets.items()
+            ],
+        )
+        conn.execute(
+            insert(DataSharingAgreement),
+            [
+                {
+                    "id": a.id,
+                    "reference": a.reference,
+                    "title": a.reference,
+                    "owner_org_id": a.owner.id,
+                    "all_datasets": a.all_datasets,
+                    "any_accredited": a.any_accredited,
+                    "purposes": sorted(a.purposes),
+                    "legal_gateways": sorted(a.legal_gateways),
+                    "max_tier": a.max_tier,
+                    "valid_from": a.valid_from,
+                    "valid_to": a.valid_to,
+                    "revoked_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC) if a.revoked else None,
+                }
+                for a in p.agreements
+            ],
+        )
+        conn.execute(
+            insert(AgreementDataset),
+            [
+                {"id": f"{a.id}-{d}", "agreement_id": a.id, "dataset_id": d}
+                for a in p.agreements
+                for d in a.dataset_ids
+            ],
+        )
         conn.execute(insert(AgreementRecipient), [
             {"id": f"{a.id}-{o}", "agreement_id": a.id, "organisation_id": o}
             for a in p.agreements for o in a.recipient_ids
@@ -298,7 +394,12 @@ def bench_db(console: Console, engine: PolicyEngine, population: Population, n: 
         def ours(r: PolicyRequest) -> bool:
             assert r.project is not None and r.dataset is not None
             return engine.decide(
-                session, users[r.user.id], "read_dataset", project=r.project.id, dataset=r.dataset.id, audit=False
+                session,
+                users[r.user.id],
+                "read_dataset",
+                project=r.project.id,
+                dataset=r.dataset.id,
+                audit=False,
             ).allowed
 
         from tre_platform.clock import clock
@@ -314,7 +415,9 @@ def bench_db(console: Console, engine: PolicyEngine, population: Population, n: 
     rate = row(table, "peer: one SQL query", peer_lat, None)
     row(table, "ours: load facts + Cedar + reasons", mine_lat, rate)
     console.print(table)
-    console.print(f"decisions that differ from the SQL peer: {sum(a != b for a, b in zip(mine, peer, strict=True))}")
+    console.print(
+        f"decisions that differ from the SQL peer: {sum(a != b for a, b in zip(mine, peer, strict=True))}"
+    )
     db.dispose()
 
 
@@ -323,7 +426,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--projects", type=int, default=10_000)
     parser.add_argument("--agreements", type=int, default=1_000)
-    parser.add_argument("--decisions", type=int, default=5_000)
+    parser.add_argument("--decisions", type=int, default=300)
     parser.add_argument("--db", action="store_true", help="also benchmark against a SQLite database")
     parser.add_argument("--db-decisions", type=int, default=1_000)
     args = parser.parse_args()
@@ -331,7 +434,9 @@ def main() -> None:
     engine = PolicyEngine.load(REPO_ROOT / "policies")
     start = time.perf_counter()
     population = Population(args.users, args.projects, args.agreements)
-    console.print(f"population generated in {time.perf_counter() - start:.1f}s; bundle {engine.bundle_hash[:16]}…")
+    console.print(
+        f"population generated in {time.perf_counter() - start:.1f}s; bundle {engine.bundle_hash[:16]}…"
+    )
     bench_memory(console, engine, population, args.decisions)
     if args.db:
         bench_db(console, engine, population, args.db_decisions)

@@ -12,11 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 from tre_platform.clock import clock
 from tre_platform.db.session import make_session_factory, reset_engines
 from tre_platform.settings import get_settings
+
+# The machine is shared and noisy: never fail a property test on time, only on behaviour.
+hypothesis_settings.register_profile(
+    "tre", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+hypothesis_settings.load_profile("tre")
 
 POSTGRES_URL = os.environ.get("TRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -440,12 +440,23 @@ def session(db: Session) -> Session:
     return db
 
 
+def fresh(session: Session) -> Session:
+    """End the test session's transaction so its next read sees what the app committed.
+
+    Commit, not rollback: on PostgreSQL the test's session and the app's share one connection, and
+    rolling back the test session's savepoint would also undo everything the app committed after it.
+    """
+    session.commit()
+    session.expire_all()
+    return session
+
+
 def row_counts(session: Session) -> dict[str, int]:
     """Rows per table of the control plane, read afresh (to prove a refused request changed nothing)."""
     from sqlalchemy import func, select
     from tre_platform.db.models import Base
 
-    session.rollback()  # a new transaction sees what the app committed
+    fresh(session)
     return {
         name: int(session.scalar(select(func.count()).select_from(table)) or 0)
         for name, table in sorted(Base.metadata.tables.items())

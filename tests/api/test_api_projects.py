@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from factories import World, make_token, row_counts
+from factories import World, fresh, make_token, row_counts
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -248,7 +248,7 @@ def test_expire_due_expires_projects_past_their_end_date(
     project = db.get(Project, world.ids["submitted"])
     assert project is not None
     clock.freeze(dt.datetime.combine(project.end_date + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC))
-    db.rollback()
+    fresh(db)
     expired = projects.expire_due(db)
     db.commit()
     assert [p.id for p in expired] == [world.ids["submitted"]]

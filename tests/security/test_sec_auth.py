@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError
-from factories import PASSWORD, World, row_counts
+from factories import PASSWORD, World, fresh, row_counts
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from tre_platform.api.app import create_app
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.deps import CSRF_HEADER, SESSION_COOKIE
@@ -33,7 +33,7 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> Any:
 
 def dump_database(db: Session) -> str:
     """Every value in every table, as one string (to search for secrets that must not be there)."""
-    db.rollback()
+    fresh(db)
     parts = []
     for name in Base.metadata.tables:
         for row in db.execute(text(f"SELECT * FROM {name}")):
@@ -133,12 +133,16 @@ def test_researcher_session_cookie_is_httponly_samesite_and_needs_csrf(
     assert client.get(f"{API}/orgs").status_code == 401
 
 
-def test_secure_cookie_when_configured(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secure_cookie_when_configured(
+    world_sessions: tuple[World, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tre_platform.settings import get_settings
 
     monkeypatch.setenv("TRE_COOKIE_SECURE", "true")
     get_settings.cache_clear()
-    with TestClient(create_app()) as secure_client:
+    app = create_app()
+    app.state.session_factory = world_sessions[1]  # stay inside the test's database transaction
+    with TestClient(app) as secure_client:
         response = login(secure_client, "researcher")
     cookies = [v for k, v in response.headers.multi_items() if k == "set-cookie"]
     assert cookies and all("Secure" in c for c in cookies)
@@ -225,7 +229,7 @@ def test_tokens_are_stored_only_as_sha256_and_shown_once(
 
 def test_token_use_is_recorded(client: TestClient, world: World, db: Session) -> None:
     client.get(f"{API}/auth/whoami", headers=world.headers("approver"))
-    db.rollback()
+    fresh(db)
     prefix = world.tokens["approver"][:12]
     token = db.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
     assert token is not None and token.last_used_at is not None
@@ -324,7 +328,7 @@ def test_a_denied_request_is_audited(client: TestClient, world: World, db: Sessi
     client.post(
         f"{API}/orgs", json={"slug": "nope", "name": "N", "kind": "both"}, headers=world.headers("researcher")
     )
-    db.rollback()
+    fresh(db)
     event = db.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
     assert event is not None
     assert (event.action, event.decision, event.actor) == ("access.denied", "deny", "researcher")

@@ -271,7 +271,9 @@ def magnitude_cell(
         n_negative=int(n_negative or 0),
         total=_number(total, 0.0),
         top=tuple(float(x) for x in top),
-        value=float(contributors) if aggfunc == "count" else _number(value, 0.0 if aggfunc == "sum" else math.nan),
+        value=float(contributors)
+        if aggfunc == "count"
+        else _number(value, 0.0 if aggfunc == "sum" else math.nan),
     )
 
 

@@ -198,16 +198,10 @@ def _splink_pass(
     note("term-frequency tables")
     predictions = linker.inference.predict_between(remainder_sdf, index_sdf, warning_mode="never")
     table = predictions.physical_name  # Splink's generated table name, never user input
-    best = linker.misc.query_sql(
-        f"""  # noqa: S608
-        select unique_id_l, unique_id_r, match_probability, match_weight from (
-            select unique_id_l, unique_id_r, match_probability, match_weight,
-                   row_number() over (partition by unique_id_l order by match_weight desc, unique_id_r) as rn
-            from {table}
-        ) ranked where rn = 1
-        """,
-        output_type="pandas",
-    )
+    cols = "unique_id_l, unique_id_r, match_probability, match_weight"
+    rank = "row_number() over (partition by unique_id_l order by match_weight desc, unique_id_r) as rn"
+    best_sql = f"select {cols} from (select {cols}, {rank} from {table}) ranked where rn = 1"  # noqa: S608
+    best = linker.misc.query_sql(best_sql, output_type="pandas")
     note(f"scored {len(remainder_rows)} remaining records against the index, best link each")
     weights_sql = f"select match_weight from {table} limit 2000000"  # noqa: S608
     weights = linker.misc.query_sql(weights_sql, output_type="pandas")["match_weight"].to_numpy(dtype=float)

@@ -117,8 +117,9 @@ def message_bytes(value: Any) -> bytes:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return str(int(value)).encode("ascii")
     raise UnsupportedValueError(
-        f"cannot pseudonymise a {type(value).__name__} value: IDs must be str, int or bytes; convert the column first "
-        "(e.g. pandas .astype('Int64') or .astype('string'), Spark .cast('long') or .cast('string'))"
+        f"cannot pseudonymise a {type(value).__name__} value: IDs must be str, int or bytes; convert the "
+        "column first (e.g. pandas .astype('Int64') or .astype('string'), "
+        "Spark .cast('long') or .cast('string'))"
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
+from typing import Any, cast
 
 from tre_lib.pseudonymise._core import HmacKey, as_hmac_key, hmac_arrow, hmac_list, hmac_pandas
 from tre_lib.pseudonymise.errors import UnsupportedValueError
@@ -91,7 +91,7 @@ def hmac_sha256(values: Any, key: bytes | HmacKey) -> Any:
     if spark_column is not None and isinstance(values, spark_column):
         from tre_lib.pseudonymise.spark import spark_hmac_sha256
 
-        return spark_hmac_sha256(values, hk)
+        return spark_hmac_sha256(cast(Any, values), hk)
     dask_series = _module_type("dask.dataframe", "Series")
     if dask_series is not None and isinstance(values, dask_series):
         return hmac_dask(values, hk)
@@ -101,7 +101,9 @@ def hmac_sha256(values: Any, key: bytes | HmacKey) -> Any:
     pl_types = tuple(t for t in (_module_type("polars", "Series"), _module_type("polars", "Expr")) if t)
     if pl_types and isinstance(values, pl_types):
         return hmac_polars(values, hk)
-    pa_types = tuple(t for t in (_module_type("pyarrow", "Array"), _module_type("pyarrow", "ChunkedArray")) if t)
+    pa_types = tuple(
+        t for t in (_module_type("pyarrow", "Array"), _module_type("pyarrow", "ChunkedArray")) if t
+    )
     if pa_types and isinstance(values, pa_types):
         return hmac_arrow(values, hk)
     frames = tuple(
@@ -116,6 +118,7 @@ def hmac_sha256(values: Any, key: bytes | HmacKey) -> Any:
     )
     if frames and isinstance(values, frames):
         raise UnsupportedValueError(
-            "hmac_sha256 takes one column, not a DataFrame; pass df['col'] (or use spark_pseudonymise for Spark)"
+            "hmac_sha256 takes one column, not a DataFrame; pass df['col'] "
+            "(or use spark_pseudonymise for a Spark DataFrame)"
         )
     return hmac_list(values, hk)

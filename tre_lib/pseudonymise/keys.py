@@ -109,7 +109,8 @@ def hkdf_sha256(master: bytes, info: bytes, length: int = KEY_BYTES, salt: bytes
 def _check_master(master: bytes) -> None:
     if not isinstance(master, bytes | bytearray) or len(master) < _MIN_MASTER_BYTES:
         raise InvalidKeyError(
-            f"the master key must be at least {_MIN_MASTER_BYTES} random bytes (normally 32, from KeyRing.get)"
+            f"the master key must be at least {_MIN_MASTER_BYTES} random bytes "
+            "(normally 32, from KeyRing.get)"
         )
 
 
@@ -154,7 +155,7 @@ def derive_project_key(master: bytes, project_id: str, key_version: int) -> byte
 
 
 def derive_index_key(master: bytes, index_name: str, key_version: int) -> bytes:
-    """Derive a reference index's own 32-byte key: ``HKDF(master, info="tre/index/{index_name}|{key_version}")``.
+    """Derive an index's own 32-byte key: ``HKDF(master, info="tre/index/{index_name}|{key_version}")``.
 
     Args:
         master: The master key of version ``key_version``.
@@ -337,7 +338,7 @@ def load_kek(value: Any = None, path: str | os.PathLike[str] | None = None) -> L
 
     Args:
         value: The KEK as base64 or hex text (``str``, ``bytes`` of that text, or a pydantic ``SecretStr``),
-            typically ``settings.tre_kek``.
+            typically ``settings.tre_kek``, or the 32 raw bytes.
         path: A file holding the KEK as base64/hex text or 32 raw bytes, typically ``settings.tre_kek_file``.
 
     Returns:
@@ -350,9 +351,11 @@ def load_kek(value: Any = None, path: str | os.PathLike[str] | None = None) -> L
         value = value.get_secret_value()
     if value and path:
         raise KekConfigError(
-            f"set only one of {KEK_ENV_VAR} and {KEK_FILE_ENV_VAR}; both are set, and it is unclear which wins"
+            f"set only one of {KEK_ENV_VAR} and {KEK_FILE_ENV_VAR}; both are set and neither should win"
         )
     if value:
+        if isinstance(value, bytes | bytearray) and len(value) == KEY_BYTES:
+            return LocalKek(bytes(value))  # raw key bytes: no text encoding of 32 bytes is 32 long
         text = value.decode("ascii", "replace") if isinstance(value, bytes | bytearray) else str(value)
         return LocalKek(_decode_key_text(text, KEK_ENV_VAR))
     if path:
@@ -400,7 +403,9 @@ def _atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             try:
                 os.link(tmp, path)
             except FileExistsError as exc:
-                raise KeyExistsError(f"{path.name} already exists; key versions are never overwritten") from exc
+                raise KeyExistsError(
+                    f"{path.name} already exists; key versions are never overwritten"
+                ) from exc
             os.unlink(tmp)
         else:
             os.replace(tmp, path)
@@ -533,7 +538,7 @@ class KeyRing:
             raise KeyUnwrapError(
                 f"master key version {version} was wrapped by KEK {rec['kek_id']}, but the configured KEK is "
                 f"{self._kek.key_id}: the KEK does not match the one that wrapped the key. Configure the KEK "
-                "that wrapped it (TRE_KEK / TRE_KEK_FILE); if a rewrap was interrupted, finish it with rewrap()"
+                "that wrapped it (TRE_KEK / TRE_KEK_FILE); if a rewrap was interrupted, finish it: rewrap()"
             )
         try:
             blob = base64.b64decode(rec["wrapped_key"], validate=True)
@@ -553,7 +558,7 @@ class KeyRing:
 
     # -- changes
     def create(self, version: int | None = None) -> int:
-        """Create master key ``version`` (default: one more than the newest), make it active and retire others.
+        """Create master key ``version`` (default: newest + 1), make it active and retire the others.
 
         Returns:
             The version created.
@@ -585,7 +590,7 @@ class KeyRing:
         return new
 
     def rotate(self) -> int:
-        """Create the next version and make it active; older versions stay readable. Returns the new version."""
+        """Create the next version and make it active; older ones stay readable. Returns the new version."""
         return self.create()
 
     def rewrap(self, new_kek: KeyEncryptionKey) -> int:
@@ -605,7 +610,9 @@ class KeyRing:
                 pending.append((self._read(meta.version), self.get(meta.version)))
             for rec, master in pending:
                 version = int(rec["version"])
-                rec["wrapped_key"] = base64.b64encode(new_kek.wrap(master, context=self._context(version))).decode()
+                rec["wrapped_key"] = base64.b64encode(
+                    new_kek.wrap(master, context=self._context(version))
+                ).decode()
                 rec["kek_id"] = new_kek.key_id
                 self._write(rec, exclusive=False)
             self._kek = new_kek

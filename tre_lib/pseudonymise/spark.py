@@ -22,7 +22,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import pandas as pd
 import pyarrow as pa
@@ -45,7 +45,6 @@ DEFAULT_METHOD: SparkMethod = "sha2"
 # Spark types whose text form is unambiguous; typeof() output, folded to a constant by the optimiser.
 _ACCEPTED_TYPES = ("string", "binary", "tinyint", "smallint", "int", "bigint")
 _INTEGRAL_DECIMAL = r"^decimal\(\d+,0\)$"
-
 
 
 # ----------------------------------------------------------------------------------- Py4J log guard
@@ -109,8 +108,8 @@ def _key_relation(spark: SparkSession, values: dict[str, bytes]) -> DataFrame:
         return spark.createDataFrame([tuple(values.values())], schema)
     from pyspark.sql import DataFrame as ClassicDataFrame
 
-    jvm = spark._jvm  # type: ignore[attr-defined]
-    gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
+    jvm: Any = spark._jvm  # type: ignore[attr-defined]
+    gateway: Any = spark.sparkContext._gateway
     with _quiet_py4j():
         cells = gateway.new_array(jvm.java.lang.Object, len(values))
         for i, value in enumerate(values.values()):
@@ -144,7 +143,9 @@ def _message(col: Column) -> Column:
         F.concat(
             F.lit("cannot pseudonymise a column of type "),
             kind,
-            F.lit(": IDs must be string, integer or binary; cast it first, e.g. .cast('long') or .cast('string')"),
+            F.lit(
+                ": IDs must be string, integer or binary; cast it first, e.g. .cast('long') / .cast('string')"
+            ),
         )
     )
     return F.when(accepted, col.cast("string").cast("binary")).otherwise(error)
@@ -173,7 +174,7 @@ def _arrow_udf(message: Column, key: HmacKey) -> Column:
     def tre_hmac_sha256(values: pa.Array) -> pa.Array:
         return hmac_arrow(values, key)
 
-    udf = arrow_udf(tre_hmac_sha256, returnType="string")
+    udf = arrow_udf(tre_hmac_sha256, returnType="string")  # type: ignore[call-overload]
     with _quiet_py4j():  # the UDF's pickled closure, key included, is sent to the JVM here
         return udf(message)  # type: ignore[no-any-return]
 

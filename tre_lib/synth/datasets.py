@@ -292,7 +292,7 @@ def _lfs(world: World, people: pd.DataFrame, rng: np.random.Generator) -> pd.Dat
     return pd.DataFrame(
         {
             "employment_status": status.astype(object),
-            "sic_code": np.where(working, sic, None),
+            "sic_code": pd.Series(sic).where(working, None).to_numpy(dtype=object),
             "hours_worked": np.where(working, hours, np.nan),
             "gross_weekly_pay": np.where(status == "employed", pay, np.nan),
         }

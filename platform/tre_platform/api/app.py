@@ -31,6 +31,7 @@ from tre_platform.api.auth.router import router as auth_router
 from tre_platform.api.datasets.router import router as datasets_router
 from tre_platform.api.orgs.router import router as orgs_router
 from tre_platform.api.projects.router import router as projects_router
+from tre_platform.api.releases.router import router as releases_router
 from tre_platform.api.users.router import router as users_router
 from tre_platform.db.session import get_engine, make_session_factory
 from tre_platform.errors import TreError, Unauthenticated
@@ -227,6 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         datasets_router,
         agreements_router,
         audit_router,
+        releases_router,
     ):
         api.include_router(router)
     app.include_router(api)

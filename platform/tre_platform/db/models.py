@@ -5,6 +5,14 @@ from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.datasets.models import Dataset, DatasetVersion
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.projects.models import Project, ProjectDataset, ProjectDecision, ProjectMember
+from tre_platform.api.releases.models import (
+    PrivacyBudgetHead,
+    PrivacyLedgerEntry,
+    ReleasedTable,
+    ReleaseFile,
+    ReleaseRequest,
+    ReleaseReview,
+)
 from tre_platform.api.users.models import Accreditation, ApiToken, TrainingRecord, User, UserRole, WebSession
 from tre_platform.db.base import Base
 
@@ -19,10 +27,16 @@ __all__ = [
     "Dataset",
     "DatasetVersion",
     "Organisation",
+    "PrivacyBudgetHead",
+    "PrivacyLedgerEntry",
     "Project",
     "ProjectDataset",
     "ProjectDecision",
     "ProjectMember",
+    "ReleaseFile",
+    "ReleaseRequest",
+    "ReleaseReview",
+    "ReleasedTable",
     "TrainingRecord",
     "User",
     "UserRole",

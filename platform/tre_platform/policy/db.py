@@ -1,8 +1,8 @@
 """Reading the facts of a request from the database.
 
 Only what the request touches is loaded: the user, the project and its organisation, the dataset and
-every agreement of the dataset's owner (the candidates), the release request. Nothing here judges
-validity - expiry, revocation and coverage are left to the policies.
+the agreements of the dataset's owner whose scope names it (the candidates), the release request.
+Nothing here judges validity - expiry, revocation and coverage are left to the policies.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
-from tre_platform.api.agreements.models import DataSharingAgreement
+from tre_platform.api.agreements.models import AgreementDataset, DataSharingAgreement
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.projects.models import Project
@@ -32,6 +32,7 @@ from tre_platform.policy.facts import (
     ProjectFacts,
     ReleaseFacts,
     UserFacts,
+    candidate_agreements,
     system_user,
 )
 
@@ -151,12 +152,19 @@ def agreement_facts(session: Session, agreement: DataSharingAgreement) -> Agreem
     )
 
 
-def owner_agreements(session: Session, owner_org_id: str) -> list[DataSharingAgreement]:
-    """Every agreement granted by ``owner_org_id`` (revoked and expired ones too: the policies judge)."""
+def scoped_agreements(session: Session, dataset: Dataset) -> list[DataSharingAgreement]:
+    """The agreements of ``dataset``'s owner that list it or all the owner's datasets.
+
+    Revoked and expired ones too: the policies judge those (and say so).
+    """
+    listed = select(AgreementDataset.agreement_id).where(AgreementDataset.dataset_id == dataset.id)
     return list(
         session.execute(
             select(DataSharingAgreement)
-            .where(DataSharingAgreement.owner_org_id == owner_org_id)
+            .where(
+                DataSharingAgreement.owner_org_id == dataset.owner_org_id,
+                or_(DataSharingAgreement.all_datasets.is_(True), DataSharingAgreement.id.in_(listed)),
+            )
             .order_by(DataSharingAgreement.reference)
         )
         .unique()
@@ -217,9 +225,8 @@ def load_request(
     dataset_fact = dataset_facts(dataset_model) if dataset_model is not None else None
     candidates: tuple[AgreementFacts, ...] = ()
     if dataset_model is not None and action in DATASET_ACTIONS:
-        candidates = tuple(
-            agreement_facts(session, a) for a in owner_agreements(session, dataset_model.owner_org_id)
-        )
+        loaded = (agreement_facts(session, a) for a in scoped_agreements(session, dataset_model))
+        candidates = candidate_agreements(dataset_fact, loaded) if dataset_fact is not None else ()
 
     project_fact = project_facts(project_model) if project_model is not None else None
     usernames: dict[str, str] = {principal.id: principal.username}

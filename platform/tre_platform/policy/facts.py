@@ -154,12 +154,23 @@ def system_user(organisation: OrgFacts | None = None) -> UserFacts:
 def candidate_agreements(
     dataset: DatasetFacts, agreements: Iterable[AgreementFacts]
 ) -> tuple[AgreementFacts, ...]:
-    """The agreements that could cover ``dataset``: every agreement its owner has granted.
+    """The agreements that could cover ``dataset``: its owner's agreements whose scope names it.
 
-    Deliberately no other filtering here: whether an agreement covers the dataset, organisation,
-    purpose, gateway, tier and dates is for the policies to decide (and to explain).
+    A lookup, not a judgement: an agreement is a candidate when its owner owns the dataset and it lists
+    the dataset (or all the owner's datasets). Whether a candidate is active, unrevoked and covers
+    the organisation, purpose, gateway and tier is for the policies to decide - and to explain. The
+    policies check ownership and scope again, so a wrong candidate can never allow.
     """
-    return tuple(sorted((a for a in agreements if a.owner.id == dataset.owner.id), key=lambda a: a.reference))
+    return tuple(
+        sorted(
+            (
+                a
+                for a in agreements
+                if a.owner.id == dataset.owner.id and (a.all_datasets or dataset.id in a.dataset_ids)
+            ),
+            key=lambda a: a.reference,
+        )
+    )
 
 
 # A world described as plain data -------------------------------------------------------------------

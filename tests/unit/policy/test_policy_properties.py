@@ -133,13 +133,18 @@ def test_read_is_allowed_iff_every_condition_holds(
         world.request("read_dataset", "r", project="P", dataset="ds", columns=columns, today=TODAY)
     )
     # Conditions on a credential that is absent cannot be checked, only its absence.
+    # An agreement whose scope does not name the dataset is no candidate: then there is no agreement.
+    candidate = held["has_agreement"] and held["agreement_covers_dataset"]
     relevant = {
         name
         for name in READ_CONDITIONS
         if not (name in ACCREDITATION_ONLY and not held["has_accreditation"])
-        and not (name in AGREEMENT_ONLY and not held["has_agreement"])
+        and not (name in AGREEMENT_ONLY and not candidate)
+        and not (name == "has_agreement" and held["has_agreement"] and not candidate)
     }
     failed = {READ_CONDITIONS[name] for name in relevant if not held[name]}
+    if not candidate:
+        failed.add("agreement.none")
     if any_accredited and "agreement.organisation" in failed:
         # Under an any-accredited agreement the organisation condition is its accreditation.
         failed = (failed - {"agreement.organisation"}) | {"agreement.organisation_not_accredited"}
@@ -181,9 +186,9 @@ def test_read_is_allowed_iff_some_agreement_covers_it(
     assert decision.allowed == any(not flags for flags in agreements)
     if decision.allowed:
         assert decision.agreement is not None
-    elif agreements:
+    elif any("wrong_dataset" not in flags for flags in agreements):
         assert decision.reasons[0].startswith("no agreement of NHS Digital covers dataset hes")
-    else:
+    else:  # no agreement's scope names the dataset
         assert decision.policy_ids == ["agreement.none"]
 
 

@@ -1,4 +1,4 @@
-"""Every engine reproduces RFC 4231's HMAC-SHA256 test vectors and agrees with ``hmac.new`` on random input."""
+"""Every engine reproduces RFC 4231's HMAC-SHA256 vectors and agrees with ``hmac.new`` on random input."""
 
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ texts = st.lists(st.one_of(st.none(), st.text(), st.just("")), min_size=1, max_s
 integers = st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=25)
 
 
-@settings(max_examples=8)
+# Few examples per engine (each Spark example is a job); the Python test below runs many more.
+@settings(max_examples=6)
 @given(key=keys, values=texts)
 def test_every_engine_equals_hmac_new_on_random_unicode(
     engine: str, run_engine: Any, key: bytes, values: list[Any]
@@ -86,7 +87,7 @@ def test_every_engine_equals_hmac_new_on_random_unicode(
     assert run_engine(engine, values, key) == _reference(key, values)
 
 
-@settings(max_examples=5)
+@settings(max_examples=4)
 @given(key=keys, values=integers)
 def test_every_engine_hashes_integers_as_their_decimal_text(
     engine: str, run_engine: Any, key: bytes, values: list[Any]

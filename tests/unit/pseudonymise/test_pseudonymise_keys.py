@@ -123,6 +123,11 @@ def test_load_kek_accepts_hex_and_base64(encode):
     assert load_kek(SecretStr(encode(raw))).key_id == LocalKek(raw).key_id
 
 
+def test_load_kek_accepts_raw_bytes_and_text_bytes():
+    raw = generate_kek()
+    assert load_kek(raw).key_id == load_kek(raw.hex().encode()).key_id == LocalKek(raw).key_id
+
+
 def test_load_kek_reads_a_file_of_text_or_raw_bytes(tmp_path: Path):
     raw = generate_kek()
     text_file, raw_file = tmp_path / "kek.txt", tmp_path / "kek.bin"

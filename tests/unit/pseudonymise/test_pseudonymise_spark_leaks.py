@@ -87,7 +87,9 @@ def test_the_detector_finds_a_key_passed_as_a_literal(spark: Any):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_no_key_material_in_any_plan(spark: Any, method: str):
-    out = spark_pseudonymise(_frame(spark), {"h_name": "name", "h_n": "n", "h_raw": "raw"}, KEY, method=method)
+    out = spark_pseudonymise(
+        _frame(spark), {"h_name": "name", "h_n": "n", "h_raw": "raw"}, KEY, method=method
+    )
     rows = out.collect()
     assert rows[0]["h_name"] is not None and rows[1]["h_name"] is None
     text = _plan_text(out)
@@ -169,7 +171,7 @@ def test_a_float_column_expression_fails_with_a_readable_message(spark: Any, met
     from pyspark.errors import PySparkException
 
     df = spark.createDataFrame([(1.5,)], "x double")
-    with pytest.raises(PySparkException, match="cast it first|IDs must be"):
+    with pytest.raises(PySparkException, match=r"cast it first|IDs must be"):
         df.select(spark_hmac_sha256("x", KEY, method=method)).collect()
 
 

@@ -114,9 +114,7 @@ def dask_cell_graph(
         graph[f"summary/{i}/{j}"] = groups.agg(**named)
         if aggfunc in ("median", "quantile"):
             level = 0.5 if aggfunc == "median" else q
-            graph[f"quantile/{i}/{j}"] = groups[values].apply(
-                _quantile, level, meta=(values, "float64")
-            )
+            graph[f"quantile/{i}/{j}"] = groups[values].apply(_quantile, level, meta=(values, "float64"))
     if values is not None:
         ordered = list(sets.values())
         graph["top"] = data[[*keys, _ALL, values]].reduction(
@@ -141,7 +139,9 @@ def _quantile(series: pd.Series, level: float) -> float:
     return float(series.quantile(level))
 
 
-def _set_keys(index: Sequence[str], columns: Sequence[str], margins: bool) -> dict[tuple[int, int], list[str]]:
+def _set_keys(
+    index: Sequence[str], columns: Sequence[str], margins: bool
+) -> dict[tuple[int, int], list[str]]:
     """Grouping columns of each grouping set; the grand total groups by a constant column."""
     return {
         (i, j): [*index[:i], *columns[:j]] or [_ALL]

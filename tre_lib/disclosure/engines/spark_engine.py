@@ -49,7 +49,7 @@ _STATS = ("n_rows", "n", "total", "n_negative", "value", "top")
 
 def _spark() -> Any:
     try:
-        from pyspark.sql import functions as F  # noqa: N812 (the conventional alias)
+        from pyspark.sql import functions as F
     except ImportError as err:  # pragma: no cover - pyspark is a core dependency of tre
         raise ImportError("the Spark engine needs pyspark>=4.3: pip install 'pyspark>=4.3,<5'") from err
     return F
@@ -96,8 +96,8 @@ def spark_cell_frame(
     Raises:
         TableSpecError: a column is missing, or the value column is not numeric.
     """
-    F = _spark()  # noqa: N806
-    from pyspark.sql import types as T  # noqa: N812
+    F = _spark()
+    from pyspark.sql import types as T
 
     check_spec(df.columns, index, columns, values, aggfunc)
     keys = [*index, *columns]
@@ -135,8 +135,8 @@ def spark_cell_frame(
 
 def _complete(df: DataFrame, keys: Sequence[str], fields: dict[str, Any]) -> Column:
     """Rows whose every key is present (pandas drops rows with a null or NaN category)."""
-    F = _spark()  # noqa: N806
-    from pyspark.sql import types as T  # noqa: N812
+    F = _spark()
+    from pyspark.sql import types as T
 
     condition = F.lit(True)
     for key in keys:
@@ -148,7 +148,7 @@ def _complete(df: DataFrame, keys: Sequence[str], fields: dict[str, Any]) -> Col
     return condition
 
 
-def _statistic(F: Any, v: Column, aggfunc: str, q: float) -> Column:  # noqa: N803
+def _statistic(F: Any, v: Column, aggfunc: str, q: float) -> Column:
     if aggfunc == "count":
         return F.count(v)
     if aggfunc in ("median", "quantile"):
@@ -190,7 +190,7 @@ def spark_cell_stats(
     Returns:
         The same statistics the pandas engine computes on the same rows.
     """
-    F = _spark()  # noqa: N806
+    F = _spark()
     frame = spark_cell_frame(df, index, columns, values, aggfunc, q, top_k, margins)
     keys = [*index, *columns]
     fields = {f.name: f.dataType for f in df.schema.fields}

@@ -1,0 +1,162 @@
+"""Publishing a dataset version atomically (see the storage layout contract).
+
+1. Part files are written into ``research/<dataset>/.staging-<uuid>/`` by the engine.
+2. :func:`seal` adds ``_manifest.json`` (schema, row count, SHA-256 of every part) and, last, ``_SUCCESS``.
+3. :func:`promote` renames the staging directory to ``v<N>`` (one ``os.rename`` on the same filesystem).
+4. The caller commits the ``DatasetVersion`` row; if that fails it calls :func:`withdraw`.
+
+Readers trust only directories a ``DatasetVersion`` row points at. A crash before step 3 leaves a hidden
+staging directory; a crash between 3 and 4 leaves a ``v<N>`` no row points at, which the next ingest of
+the dataset removes (:func:`clear_orphan`) before it publishes ``v<N>`` itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from tre_platform.errors import Conflict
+
+STAGING_PREFIX = ".staging-"
+#: A staging directory older than this belongs to a crashed ingest (no ingest takes a day).
+STALE_STAGING_SECONDS = 24 * 3600
+
+
+def checkpoint(stage: str) -> None:
+    """Called between the steps of a publication (``"parts_written"``, ``"promoted"``).
+
+    Does nothing; tests replace it to simulate a crash at that point.
+    """
+
+
+@contextmanager
+def dataset_lock(parent: Path) -> Iterator[None]:
+    """Serialise the publish step of one dataset's ingests on this host (an exclusive ``flock``).
+
+    Across hosts the unique (dataset, version) constraint is the guard: the loser's commit fails and its
+    directory is withdrawn.
+    """
+    secure_dir(parent)
+    fd = os.open(parent / ".publish.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def secure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def new_staging(parent: Path) -> Path:
+    """A fresh, not yet existing staging path under ``parent`` (created 0700)."""
+    secure_dir(parent)
+    return parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+
+
+def sweep_stale(parent: Path) -> list[Path]:
+    """Remove staging directories left by crashed ingests long ago; returns what was removed."""
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    now = time.time()
+    for child in parent.iterdir():
+        if child.name.startswith(STAGING_PREFIX) and now - child.stat().st_mtime > STALE_STAGING_SECONDS:
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What :func:`seal` found in the staging directory."""
+
+    row_count: int
+    files: list[dict[str, Any]]
+    manifest: dict[str, Any]
+
+
+def seal(staging: Path, manifest: Mapping[str, Any], schema: Sequence[Mapping[str, str]]) -> Sealed:
+    """Tidy the engine's output, write ``_manifest.json`` and then ``_SUCCESS``; make files read-only.
+
+    Engines' own markers and checksums (Spark's ``_SUCCESS`` and ``.crc`` files) are removed first so the
+    only ``_SUCCESS`` is ours, written after the manifest.
+    """
+    for child in list(staging.iterdir()):
+        if child.name.startswith((".", "_")) or not child.name.endswith(".parquet"):
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    parts = sorted(staging.glob("part-*.parquet"))
+    files = []
+    total = 0
+    for part in parts:
+        rows = pq.ParquetFile(part).metadata.num_rows
+        total += rows
+        files.append({"name": part.name, "rows": rows, "bytes": part.stat().st_size, "sha256": _sha256(part)})
+    checkpoint("parts_written")
+    full = {**manifest, "schema": list(schema), "row_count": total, "files": files}
+    (staging / "_manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+    (staging / "_SUCCESS").write_text("")
+    for child in staging.iterdir():
+        os.chmod(child, 0o400)
+    os.chmod(staging, 0o700)
+    return Sealed(row_count=total, files=files, manifest=full)
+
+
+def clear_orphan(target: Path) -> bool:
+    """Remove ``v<N>`` left by a crash between rename and commit (the caller knows no row points at it)."""
+    if target.exists():
+        withdraw(target)
+        return True
+    return False
+
+
+def promote(staging: Path, target: Path) -> Path:
+    """Rename the sealed staging directory to ``v<N>``.
+
+    Raises:
+        Conflict: ``v<N>`` appeared meanwhile (another ingest of the same dataset won the race).
+    """
+    try:
+        os.rename(staging, target)
+    except OSError as exc:
+        raise Conflict(
+            f"{target.name} of this dataset was published by another ingest at the same time; "
+            "ingest the delivery again to publish it as the next version"
+        ) from exc
+    checkpoint("promoted")
+    return target
+
+
+def withdraw(path: Path) -> None:
+    """Remove a staging or unpublished version directory (read-only files included)."""
+    if not path.exists():
+        return
+    os.chmod(path, 0o700)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,359 @@
+"""``tre_lib.session()``: a project's views, and Spark and Dask pointed at them, inside a workspace.
+
+A workspace is started by the hub for one user and one project. The hub sets its environment:
+
+=======================  ===============================================================================
+variable                 meaning
+=======================  ===============================================================================
+``TRE_PROJECT``          the project code this workspace was started for
+``TRE_VIEWS_DIR``        the directory holding that project's views (nothing else is mounted)
+``TRE_API_URL``          the control plane, for release requests (``TRE_API_TOKEN`` holds a scoped token)
+``TRE_SPARK_MASTER``     Spark master URL (default ``local[*]``); ``TRE_SPARK_CONF`` JSON of extra conf
+``TRE_DASK_SCHEDULER``   Dask scheduler address (default: a LocalCluster in the workspace)
+``MEM_LIMIT``            bytes the server may use (set by the hub); local Spark and Dask stay below it
+=======================  ===============================================================================
+
+What a workspace can read is decided by the file system (the project's Unix group, or the project's
+volume on Kubernetes), not by this module: the readers here only make the project's views easy to use
+and turn a request for anything else into a :class:`WorkspaceError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tre_lib.compute.errors import WorkspaceError, install_notebook_handler
+from tre_lib.compute.manifest import ColumnInfo, ViewManifest, parquet_parts, read_manifest
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from pyspark.sql import SparkSession
+
+Engine = Literal["pandas", "polars", "arrow", "dask", "spark"]
+ENGINES: tuple[str, ...] = ("pandas", "polars", "arrow", "dask", "spark")
+_SQL_NAME = re.compile(r"[^0-9A-Za-z_]")
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """The workspace's settings, read once from the environment the hub gave it."""
+
+    project: str
+    views_dir: Path
+    api_url: str | None = None
+    api_token: str | None = None
+    spark_master: str = "local[*]"
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
+    dask_scheduler: str | None = None
+    dask_workers: int = 1
+    dask_threads: int = 2
+    mem_limit: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkspaceConfig:
+        """Read the ``TRE_*`` variables (see the module docstring)."""
+        env = os.environ if environ is None else environ
+        views_dir = env.get("TRE_VIEWS_DIR", "").strip()
+        project = env.get("TRE_PROJECT", "").strip()
+        if not views_dir or not project:
+            raise WorkspaceError(
+                "this is not a tre workspace: TRE_PROJECT and TRE_VIEWS_DIR are not set. Start a server for "
+                "your project from JupyterHub, or outside a workspace call "
+                "tre_lib.session(project=..., views_dir=...)"
+            )
+        try:
+            spark_conf = json.loads(env.get("TRE_SPARK_CONF", "") or "{}")
+        except json.JSONDecodeError as exc:
+            raise WorkspaceError(f"TRE_SPARK_CONF is not valid JSON ({exc.msg}); fix the hub's setting") from exc
+        mem = env.get("MEM_LIMIT", "").strip()
+        return cls(
+            project=project,
+            views_dir=Path(views_dir),
+            api_url=env.get("TRE_API_URL") or None,
+            api_token=env.get("TRE_API_TOKEN") or None,
+            spark_master=env.get("TRE_SPARK_MASTER") or "local[*]",
+            spark_conf={str(k): str(v) for k, v in dict(spark_conf).items()},
+            dask_scheduler=env.get("TRE_DASK_SCHEDULER") or None,
+            dask_workers=int(env.get("TRE_DASK_WORKERS", "1") or 1),
+            dask_threads=int(env.get("TRE_DASK_THREADS", "2") or 2),
+            mem_limit=int(mem) if mem.isdigit() else None,
+        )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One view of the project, as ``Workspace.datasets()`` lists it."""
+
+    name: str
+    title: str
+    description: str
+    rows: int
+    columns: tuple[ColumnInfo, ...]
+    source_version: int
+    path: Path
+
+    @property
+    def schema(self) -> dict[str, str]:
+        """Column name -> type."""
+        return {c.name: c.type for c in self.columns}
+
+    @property
+    def sql_name(self) -> str:
+        """The name of the view in Spark SQL (``spark.table(...)``, ``SELECT ... FROM ...``)."""
+        return sql_name(self.name)
+
+    def describe(self) -> str:
+        lines = [f"{self.name} (v{self.source_version}, {self.rows} rows): {self.title}"]
+        if self.description:
+            lines.append(f"  {self.description}")
+        for column in self.columns:
+            note = " [project ID: joins inside this project only]" if column.project_id_column else ""
+            lines.append(f"  - {column.name}: {column.type}{note} {column.description}".rstrip())
+        return "\n".join(lines)
+
+
+def sql_name(dataset: str) -> str:
+    """A dataset name as a Spark SQL identifier (``-`` and other symbols become ``_``)."""
+    return _SQL_NAME.sub("_", dataset)
+
+
+class Workspace:
+    """A project's views and the engines to analyse them. Create it with :func:`session`.
+
+    Example:
+        >>> ws = tre_lib.session()                                  # doctest: +SKIP
+        >>> [d.name for d in ws.datasets()]                         # doctest: +SKIP
+        ['hospital_episodes', 'labour_force_survey']
+        >>> spark = ws.spark()                                      # doctest: +SKIP
+        >>> spark.sql("SELECT count(*) FROM hospital_episodes")     # doctest: +SKIP
+        >>> ddf = ws.read("labour_force_survey", engine="dask")     # doctest: +SKIP
+    """
+
+    def __init__(self, config: WorkspaceConfig) -> None:
+        self.config = config
+        self._spark: SparkSession | None = None
+        self._dask: Client | None = None
+        self._own_cluster: Any = None
+
+    def __repr__(self) -> str:
+        return f"Workspace(project={self.project!r}, views_dir={str(self.config.views_dir)!r})"
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def project(self) -> str:
+        return self.config.project
+
+    # The catalogue -----------------------------------------------------------------------------
+
+    def _entries(self) -> list[Path]:
+        views = self.config.views_dir
+        try:
+            return sorted(p for p in views.iterdir() if not p.name.startswith(".") and p.is_dir())
+        except FileNotFoundError:
+            raise WorkspaceError(
+                f"project {self.project} has no views yet ({views} does not exist); ask an administrator "
+                "to build them (`tre view build --project ...`)"
+            ) from None
+        except PermissionError:
+            raise WorkspaceError(
+                f"you cannot read the views of project {self.project}: your access may have been "
+                "removed (agreement revoked, accreditation or project expired). Ask the project lead or "
+                "the TRE service desk"
+            ) from None
+
+    def datasets(self) -> list[DatasetInfo]:
+        """The project's views with their schema and description, by name."""
+        out: list[DatasetInfo] = []
+        for entry in self._entries():
+            try:
+                manifest = read_manifest(entry)
+            except (FileNotFoundError, ValueError, PermissionError):
+                continue  # a view being built, or one this user may no longer read
+            out.append(_info(manifest, entry))
+        return out
+
+    def names(self) -> list[str]:
+        return [d.name for d in self.datasets()]
+
+    def dataset(self, name: str) -> DatasetInfo:
+        """One view's description, or a :class:`WorkspaceError` naming the views there are."""
+        if not isinstance(name, str):
+            raise WorkspaceError(f"give a dataset name as text, not {type(name).__name__}")
+        found = {d.name: d for d in self.datasets()}
+        if name in found:
+            return found[name]
+        by_sql = {d.sql_name: d for d in found.values()}
+        if name in by_sql:
+            return by_sql[name]
+        have = ", ".join(sorted(found)) or "none yet"
+        raise WorkspaceError(
+            f"project {self.project} has no view called {name!r}; its views are: {have}. A workspace reads "
+            "only its own project's views: to use another dataset, the project lead asks for it in the "
+            "project's application and an administrator rebuilds the views"
+        )
+
+    def path(self, name: str) -> Path:
+        """The directory of a view (only names from :meth:`datasets` are accepted)."""
+        return self.dataset(name).path
+
+    # Readers -----------------------------------------------------------------------------------
+
+    def read(self, name: str, engine: Engine = "pandas", columns: Sequence[str] | None = None) -> Any:
+        """Read a view with ``engine``: pandas (default), polars, arrow, dask or spark.
+
+        Raises:
+            WorkspaceError: no such view in this project, an unknown column or engine.
+        """
+        info = self.dataset(name)
+        if engine not in ENGINES:
+            raise WorkspaceError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        cols = None if columns is None else list(columns)
+        if cols is not None:
+            missing = [c for c in cols if c not in info.schema]
+            if missing:
+                raise WorkspaceError(
+                    f"view {info.name} has no column(s) {', '.join(missing)}; it has {', '.join(info.schema)}. "
+                    "Columns the project is not approved for are never in its views"
+                )
+        files = [str(p) for p in parquet_parts(info.path)]
+        if engine == "pandas":
+            import pandas as pd
+
+            frames = [pd.read_parquet(f, columns=cols) for f in files]
+            return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+        if engine == "polars":
+            import polars as pl
+
+            frame = pl.read_parquet(files)
+            return frame.select(cols) if cols is not None else frame
+        if engine == "arrow":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(files if len(files) != 1 else files[0], columns=cols)
+        if engine == "dask":
+            import dask.dataframe as dd
+
+            self.dask()
+            return dd.read_parquet(files, columns=cols)
+        spark_df = self.spark().table(info.sql_name)
+        return spark_df.select(*cols) if cols is not None else spark_df
+
+    # Engines -----------------------------------------------------------------------------------
+
+    def spark(self) -> SparkSession:
+        """A SparkSession with every view registered as a temporary view (by :attr:`DatasetInfo.sql_name`).
+
+        Local mode by default; ``TRE_SPARK_MASTER`` points it at a cluster (standalone ``spark://...``,
+        ``k8s://...``). An already running session in the process is reused.
+        """
+        if self._spark is None:
+            try:
+                from pyspark.sql import SparkSession
+            except ImportError as exc:  # pragma: no cover - pyspark is in the workspace environment
+                raise WorkspaceError("pyspark is not installed in this environment") from exc
+            builder = SparkSession.builder.master(self.config.spark_master).appName(f"tre-{self.project}")
+            conf: dict[str, str] = {
+                "spark.sql.session.timeZone": "UTC",
+                "spark.ui.showConsoleProgress": "false",
+                "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / f"spark-warehouse-{os.getuid()}"),
+            }
+            if self.config.mem_limit and self.config.spark_master.startswith("local"):
+                # The driver is the executor in local mode: keep its heap well inside the server's limit.
+                conf["spark.driver.memory"] = f"{max(512, self.config.mem_limit // (2 * 1024 * 1024))}m"
+            conf.update(self.config.spark_conf)
+            for key, value in conf.items():
+                builder = builder.config(key, value)
+            self._spark = builder.getOrCreate()
+        for info in self.datasets():
+            self._spark.read.parquet(str(info.path)).createOrReplaceTempView(info.sql_name)
+        return self._spark
+
+    def dask(self) -> Client:
+        """A Dask client: to ``TRE_DASK_SCHEDULER`` if set, else to a LocalCluster inside the workspace."""
+        if self._dask is None:
+            try:
+                from distributed import Client, LocalCluster
+            except ImportError as exc:  # pragma: no cover
+                raise WorkspaceError("dask.distributed is not installed in this environment") from exc
+            if self.config.dask_scheduler:
+                self._dask = Client(self.config.dask_scheduler)
+            else:
+                memory: Any = "auto"
+                if self.config.mem_limit:
+                    memory = max(256 * 1024 * 1024, self.config.mem_limit // (2 * self.config.dask_workers))
+                self._own_cluster = LocalCluster(
+                    n_workers=self.config.dask_workers,
+                    threads_per_worker=self.config.dask_threads,
+                    memory_limit=memory,
+                    dashboard_address=None,
+                )
+                self._dask = Client(self._own_cluster)
+        return self._dask
+
+    def close(self) -> None:
+        """Stop the Dask client (and its LocalCluster); the SparkSession is left for the process."""
+        if self._dask is not None:
+            self._dask.close()
+            self._dask = None
+        if self._own_cluster is not None:
+            self._own_cluster.close()
+            self._own_cluster = None
+
+
+def _info(manifest: ViewManifest, path: Path) -> DatasetInfo:
+    return DatasetInfo(
+        name=manifest.dataset,
+        title=manifest.title,
+        description=manifest.description,
+        rows=manifest.row_count,
+        columns=manifest.columns,
+        source_version=manifest.source_version,
+        path=path,
+    )
+
+
+def session(
+    project: str | None = None,
+    *,
+    views_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Workspace:
+    """The current workspace's project: its views, and Spark and Dask over them.
+
+    Args:
+        project: the project code; in a workspace it must be the workspace's own project (default).
+        views_dir: outside a workspace, the directory of the project's views (with ``project``).
+        environ: the environment to read instead of ``os.environ`` (tests).
+
+    Raises:
+        WorkspaceError: not in a workspace, or asked for another project than the workspace's.
+
+    Example:
+        >>> ws = tre_lib.session()          # doctest: +SKIP
+        >>> ws.datasets()                   # doctest: +SKIP
+    """
+    install_notebook_handler()
+    if views_dir is not None:
+        if not project:
+            raise WorkspaceError("give the project code with views_dir, e.g. session('P-1', views_dir=...)")
+        return Workspace(WorkspaceConfig(project=project, views_dir=Path(views_dir)))
+    config = WorkspaceConfig.from_env(environ)
+    if project is not None and project != config.project:
+        raise WorkspaceError(
+            f"this workspace was started for project {config.project}, not {project}: a workspace reads only "
+            f"its own project's views. Stop this server and start one for {project} from JupyterHub "
+            "(File > Hub Control Panel)"
+        )
+    return Workspace(config)
