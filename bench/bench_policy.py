@@ -25,7 +25,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
 from tre_platform.policy import PolicyEngine
 from tre_platform.policy.entities import build
 from tre_platform.policy.facts import (
@@ -36,6 +35,7 @@ from tre_platform.policy.facts import (
     PolicyRequest,
     ProjectFacts,
     UserFacts,
+    candidate_agreements,
 )
 from tre_platform.settings import REPO_ROOT
 
@@ -56,7 +56,7 @@ class Population:
         ]
         self.datasets = [
             DatasetFacts(f"ds{i}", f"ds{i}", self.owners[i % 20], rng.randint(1, 4), ("a", "b", "c"))
-            for i in range(200)
+            for i in range(2000)
         ]
         self.users: list[UserFacts] = []
         for i in range(users):
@@ -94,7 +94,7 @@ class Population:
             chosen = rng.sample(owned, 3)
             self.agreements.append(
                 AgreementFacts(
-                    f"a{i}", f"DSA-{i}", owner, rng.random() < 0.1, frozenset(d.id for d in chosen),
+                    f"a{i}", f"DSA-{i}", owner, rng.random() < 0.02, frozenset(d.id for d in chosen),
                     {owner.id: owner.name}, rng.random() < 0.3,
                     frozenset(o.id for o in rng.sample(self.research, 5)), frozenset(rng.sample(PURPOSES, 2)),
                     frozenset(rng.sample(GATEWAYS, 2)), rng.choice([3, 4]), dt.date(2024, 1, 1),
@@ -122,7 +122,7 @@ class Population:
             out.append(
                 PolicyRequest(
                     "read_dataset", user, TODAY, project, dataset, ("a",), None, None,
-                    tuple(sorted(self.by_owner.get(dataset.owner.id, []), key=lambda a: a.reference)),
+                    candidate_agreements(dataset, self.by_owner.get(dataset.owner.id, [])),
                 )
             )  # fmt: skip
         return out
@@ -208,7 +208,6 @@ def bench_memory(console: Console, engine: PolicyEngine, population: Population,
 def bench_db(console: Console, engine: PolicyEngine, population: Population, n: int) -> None:
     from sqlalchemy import create_engine, insert, text
     from sqlalchemy.orm import Session
-
     from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
     from tre_platform.api.datasets.models import Dataset
     from tre_platform.api.orgs.models import Organisation

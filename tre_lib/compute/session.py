@@ -71,7 +71,9 @@ class WorkspaceConfig:
         try:
             spark_conf = json.loads(env.get("TRE_SPARK_CONF", "") or "{}")
         except json.JSONDecodeError as exc:
-            raise WorkspaceError(f"TRE_SPARK_CONF is not valid JSON ({exc.msg}); fix the hub's setting") from exc
+            raise WorkspaceError(
+                f"TRE_SPARK_CONF is not valid JSON ({exc.msg}); fix the hub's setting"
+            ) from exc
         mem = env.get("MEM_LIMIT", "").strip()
         return cls(
             project=project,
@@ -224,7 +226,8 @@ class Workspace:
             missing = [c for c in cols if c not in info.schema]
             if missing:
                 raise WorkspaceError(
-                    f"view {info.name} has no column(s) {', '.join(missing)}; it has {', '.join(info.schema)}. "
+                    f"view {info.name} has no column(s) {', '.join(missing)}; "
+                    f"it has {', '.join(info.schema)}. "
                     "Columns the project is not approved for are never in its views"
                 )
         files = [str(p) for p in parquet_parts(info.path)]
@@ -267,7 +270,9 @@ class Workspace:
             conf: dict[str, str] = {
                 "spark.sql.session.timeZone": "UTC",
                 "spark.ui.showConsoleProgress": "false",
-                "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / f"spark-warehouse-{os.getuid()}"),
+                "spark.sql.warehouse.dir": str(
+                    Path(tempfile.gettempdir()) / f"spark-warehouse-{os.getuid()}"
+                ),
             }
             if self.config.mem_limit and self.config.spark_master.startswith("local"):
                 # The driver is the executor in local mode: keep its heap well inside the server's limit.

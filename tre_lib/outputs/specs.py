@@ -272,15 +272,16 @@ def apply_filters(frame: pd.DataFrame, filters: Sequence[Filter]) -> pd.DataFram
 
 def _label(value: Any) -> tuple[str, ...]:
     parts = value if isinstance(value, tuple) else (value,)
-    return tuple(_text(p) for p in parts)
+    return tuple(label_text(p) for p in parts)
 
 
-def _text(value: Any) -> str:
+def label_text(value: Any) -> str:
+    """A table label as text, the form in which labels are compared."""
     # CSV round trips turn 1 into "1" and sometimes 1.0; compare labels as the text a reader sees.
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, np.generic):
-        return _text(value.item())
+        return label_text(value.item())
     return str(value)
 
 

@@ -203,12 +203,17 @@ class _PandasOps:
         return [str(c) for c in self.df.columns]
 
     def notnull(self, column: str) -> Any:
-        return self.df[column].notna()
+        return self.df[column].notnull()
 
     def all_notnull(self, columns: Sequence[str]) -> Any:
-        return self.df[list(columns)].notna().all(axis=1)
+        return self.df[list(columns)].notnull().all(axis=1)
 
     def invalid(self, rule: ValidityRule) -> Any:
+        if self.engine == "dask":
+            # Dask cannot build meta for comparisons with dates; each partition runs the pandas rule.
+            return self.df.map_partitions(
+                lambda part: _PandasOps(part, "pandas").invalid(rule), meta=(rule.column, "bool")
+            )
         s = self.df[rule.column]
         bad = s.isna() & False
         if rule.allowed is not None:
@@ -221,14 +226,14 @@ class _PandasOps:
             text = s.astype("string")
             bad = bad | ~text.str.fullmatch(rule.pattern).fillna(False).astype(bool)
         if rule.check == "nhs_number":
-            if self.engine == "dask":
-                ok = s.map_partitions(_nhs_valid_pandas, meta=(rule.column, bool))
-            else:
-                ok = _nhs_valid_pandas(s)
-            bad = bad | ~ok
-        return s.notna() & bad
+            bad = bad | ~_nhs_valid_pandas(s)
+        return s.notnull() & bad
 
     def le(self, earlier: str, later: str) -> Any:
+        if self.engine == "dask":
+            return self.df.map_partitions(
+                lambda part: _PandasOps(part, "pandas").le(earlier, later), meta=(earlier, "bool")
+            )
         return (self.df[earlier] <= self.df[later]).fillna(False).astype(bool)
 
     def count_true(self, conditions: Mapping[str, Any]) -> tuple[int, dict[str, int]]:
@@ -257,12 +262,21 @@ class _PandasOps:
         return {c: int(v) for c, v in zip(columns, counts, strict=True)}
 
     def maxima(self, columns: Sequence[str]) -> dict[str, Any]:
-        values = [self.df[c].max() for c in columns]
-        if self.engine == "dask":
-            import dask
+        cols = list(columns)
+        if self.engine != "dask":
+            return {c: self.df[c].max() for c in cols}
+        import dask
 
-            values = list(dask.compute(*values))
-        return dict(zip(columns, values, strict=True))
+        # Per-partition maxima as plain values: Dask cannot infer meta for an Arrow date column's max.
+        def part_max(part: pd.DataFrame) -> dict[str, Any]:
+            return {c: part[c].max() for c in cols}
+
+        parts = dask.compute(*[dask.delayed(part_max)(p) for p in self.df[cols].to_delayed()])
+        out: dict[str, Any] = {}
+        for c in cols:
+            present = [p[c] for p in parts if p[c] is not None and not pd.isna(p[c])]
+            out[c] = max(present) if present else None
+        return out
 
 
 def _nhs_valid_pandas(series: pd.Series) -> pd.Series:

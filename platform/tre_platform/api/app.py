@@ -36,6 +36,7 @@ from tre_platform.api.users.router import router as users_router
 from tre_platform.db.session import get_engine, make_session_factory
 from tre_platform.errors import TreError, Unauthenticated
 from tre_platform.settings import Settings, get_settings
+from tre_platform.ui import mount_ui
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger("tre_platform.api")
@@ -243,6 +244,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    # The web pages, at the site's root; /api/v1 and /healthz stay the API's (see tre_platform.ui).
+    mount_ui(app, api_paths=(API_PREFIX, "/healthz"))
     _install_handlers(app)
     # Order: the catch-all is outermost, then the size limit, so even a 413 path cannot leak a traceback.
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)

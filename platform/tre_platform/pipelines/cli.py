@@ -21,6 +21,9 @@ from sqlalchemy import select
 from tre_platform.actor import Actor
 from tre_platform.errors import PolicyDenied, TreError
 
+AsUser = Annotated[str | None, typer.Option("--as", help="act as this user (their permissions apply)")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
+
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
@@ -74,7 +77,8 @@ def _print_report(report: dict[str, Any]) -> None:
         f"{report['source_name']} ({report['created_at']})\n  {report['path']}"
     )
     for kind, m in report["match"].items():
-        table = Table(title=f"{kind} index → {m['id_column']} ({m['n_records']} records, Splink {m['backend']})")
+        title = f"{kind} index → {m['id_column']} ({m['n_records']} records, Splink {m['backend']})"
+        table = Table(title=title)
         table.add_column("method")
         table.add_column("records", justify="right")
         table.add_column("share", justify="right")
@@ -106,7 +110,11 @@ def _print_report(report: dict[str, Any]) -> None:
     quality = report["quality"] or {}
     table = Table("dimension", "score", "detail", title="quality (Government Data Quality Framework)")
     completeness = quality.get("completeness", {})
-    table.add_row("completeness", _num(completeness.get("overall")), f"complete rows {_num(completeness.get('complete_rows'))}")
+    table.add_row(
+        "completeness",
+        _num(completeness.get("overall")),
+        f"complete rows {_num(completeness.get('complete_rows'))}",
+    )
     uniqueness = quality.get("uniqueness", {})
     table.add_row(
         "uniqueness",
@@ -146,9 +154,11 @@ def register_dataset_commands(dataset_app: typer.Typer) -> None:
         truth: Annotated[
             Path | None, typer.Option(help="demo data: truth file (row, <kind>_id) for precision/recall")
         ] = None,
-        allow_duplicate: Annotated[bool, typer.Option(help="publish a byte-identical delivery again")] = False,
-        as_user: Annotated[str | None, typer.Option("--as", help="act as this user (their permissions apply)")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+        allow_duplicate: Annotated[
+            bool, typer.Option(help="publish a byte-identical delivery again")
+        ] = False,
+        as_user: AsUser = None,
+        as_json: JsonFlag = False,
     ) -> None:
         """Validate a delivery, link it to the reference indexes and publish it as the next version."""
         from tre_platform.db.session import session_scope
@@ -182,8 +192,8 @@ def register_dataset_commands(dataset_app: typer.Typer) -> None:
     def report_command(
         dataset: Annotated[str, typer.Argument(help="dataset name")],
         version: Annotated[int | None, typer.Option(help="version number (default: the latest)")] = None,
-        as_user: Annotated[str | None, typer.Option("--as", help="act as this user (their permissions apply)")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+        as_user: AsUser = None,
+        as_json: JsonFlag = False,
     ) -> None:
         """Show a version's match-quality report, its quality dimensions and where its charts are."""
         from tre_platform.db.session import session_scope

@@ -114,7 +114,10 @@ class DaskEngine(IngestEngine):
 
         shared = dask.delayed(links, pure=True)
         meta = _typed(
-            pd.DataFrame({r.name: pd.Series([], dtype="string") for r in self.rules} | {ROW: []}),
+            pd.DataFrame(
+                {r.name: pd.Series([], dtype="string") for r in self.rules}
+                | {ROW: pd.Series([], dtype="int64")}
+            ),
             self.rules,
             links.iloc[:0],
         )

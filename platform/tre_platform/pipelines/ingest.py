@@ -323,6 +323,7 @@ def ingest(
                 publish.promote(staging, target)
                 promoted.append(target)
                 staging = None
+                publish.checkpoint("promoted")
                 publish.promote(reports_staging, reports_target)
                 promoted.append(reports_target)
                 match_report = rewrite_paths(linkage.reports, reports_staging, reports_target)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from splink.internals.exceptions import EMTrainingException
 
 from tre_lib.indexing import (
     KIND_SCHEMAS,
@@ -197,7 +198,7 @@ def link(
     Raises:
         InvalidInput: An index the dataset maps to does not exist and unmatched records are only reported.
     """
-    links = pd.DataFrame({ROW: identifiers[ROW].to_numpy()})
+    links = pd.DataFrame({ROW: identifiers[ROW].to_numpy(dtype="int64")})
     reports: dict[str, dict[str, Any]] = {}
     for group in groups:
         directory = index_directory(indexes_root, group.kind)
@@ -227,13 +228,14 @@ def link(
         if truth is not None and group.id_column in truth.columns:
             expected = pd.Series(truth[group.id_column].to_numpy(), index=truth["row"].to_numpy())
         delivery = frame.rename(columns=group.inputs)
-        result = match(
-            delivery,
-            index,
-            spec,
-            charts_dir=(charts_root / group.kind) if charts_root is not None else None,
-            expected=expected,
-        )
+        charts_dir = (charts_root / group.kind) if charts_root is not None else None
+        try:
+            result = match(delivery, index, spec, charts_dir=charts_dir, expected=expected)
+        except EMTrainingException as exc:
+            # A small delivery can leave an EM session with no pairs; its deterministic links still stand.
+            notes.append(f"probabilistic matching skipped: too few records to train a model ({exc})"[:300])
+            spec = spec.with_overrides(comparisons=None)
+            result = match(delivery, index, spec, charts_dir=charts_dir, expected=expected)
         ids = result.links.set_index("record_id")[SURROGATE_ID]
         links[group.id_column] = ids.reindex(links[ROW].to_numpy()).to_numpy()
         report = json.loads(result.report.to_json())

@@ -150,7 +150,6 @@ def promote(staging: Path, target: Path) -> Path:
             f"{target.name} of this dataset was published by another ingest at the same time; "
             "ingest the delivery again to publish it as the next version"
         ) from exc
-    checkpoint("promoted")
     return target
 
 

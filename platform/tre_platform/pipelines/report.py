@@ -11,6 +11,8 @@ from tre_platform.api.datasets.service import list_versions
 from tre_platform.errors import NotFound
 from tre_platform.pipelines.ingest import find_dataset
 
+LINKED = ("deterministic", "probabilistic")
+
 
 def _match_summary(report: dict[str, Any]) -> dict[str, Any]:
     accuracy = report.get("accuracy") or {}
@@ -21,7 +23,7 @@ def _match_summary(report: dict[str, Any]) -> dict[str, Any]:
         "n_records": report.get("n_records"),
         "counts": report.get("counts"),
         "rates": report.get("rates"),
-        "match_rate": sum((report.get("rates") or {}).get(m, 0.0) for m in ("deterministic", "probabilistic")),
+        "match_rate": sum((report.get("rates") or {}).get(m, 0.0) for m in LINKED),
         "n_unlinkable": report.get("n_unlinkable"),
         "n_below_threshold": report.get("n_below_threshold"),
         "threshold": report.get("threshold"),
@@ -38,7 +40,9 @@ def _match_summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def dataset_report(session: Session, actor: Actor, dataset_name: str, version: int | None = None) -> dict[str, Any]:
+def dataset_report(
+    session: Session, actor: Actor, dataset_name: str, version: int | None = None
+) -> dict[str, Any]:
     """The match-quality report and quality dimensions of one version (default: the latest).
 
     Only the owner organisation's data owners and administrators see versions (as for ``list_versions``).

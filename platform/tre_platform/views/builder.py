@@ -223,7 +223,11 @@ def build_views(
     data_dir = settings.ensure_data_dir()
     storage.harden_data_dir(data_dir, mode)
     target = storage.secure_project_dir(data_dir, project.code, mode)
-    gid = None if mode is StorageMode.insecure_single_user else storage.ensure_group(storage.project_group(project.code))
+    gid = (
+        None
+        if mode is StorageMode.insecure_single_user
+        else storage.ensure_group(storage.project_group(project.code))
+    )
     builds = target / BUILDS_DIR
     keys = _KeySource(settings, project)
 
@@ -323,7 +327,12 @@ def _one_view(
             and current.master_key_version == master_version
         ):
             return ViewOutcome(
-                dataset.name, "unchanged", tuple(decision.reasons), version.version, current.row_count, tuple(keep)
+                dataset.name,
+                "unchanged",
+                tuple(decision.reasons),
+                version.version,
+                current.row_count,
+                tuple(keep),
             )
 
     build_id = f"{clock.now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
@@ -466,7 +475,9 @@ def _materialise_arrow(
         names = reader.schema_arrow.names
         missing = [c for c in keep if c not in names]
         if missing:
-            raise ViewBuildError(f"{source} lacks columns {missing}; its version is inconsistent, re-ingest it")
+            raise ViewBuildError(
+                f"{source} lacks columns {missing}; its version is inconsistent, re-ingest it"
+            )
         schema = pa.schema(
             [pa.field(c, pa.string()) if c in id_columns else reader.schema_arrow.field(c) for c in keep]
         )
@@ -475,7 +486,8 @@ def _materialise_arrow(
         with pq.ParquetWriter(out, schema, compression="zstd") as writer:
             for batch in reader.iter_batches(batch_size=BATCH_ROWS, columns=keep):
                 arrays = [
-                    hmac_sha256(batch.column(c), hmac_key) if c in id_columns else batch.column(c) for c in keep
+                    hmac_sha256(batch.column(c), hmac_key) if c in id_columns else batch.column(c)
+                    for c in keep
                 ]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
                 rows += batch.num_rows
@@ -506,7 +518,9 @@ def _materialise_spark(
     for number, part in enumerate(parquet_parts(written)):
         out = out_dir / f"part-{number:05d}.parquet"
         os.rename(part, out)
-        infos.append(FileInfo(name=out.name, sha256=sha256_file(out), rows=pq.ParquetFile(out).metadata.num_rows))
+        infos.append(
+            FileInfo(name=out.name, sha256=sha256_file(out), rows=pq.ParquetFile(out).metadata.num_rows)
+        )
     storage.remove_tree(written)  # Spark's own _SUCCESS and .crc files
     return infos
 
@@ -517,8 +531,10 @@ def _materialise_spark(
 def list_views(session: Session, project_id: str | None = None) -> list[tuple[str, ViewManifest]]:
     """(project code, manifest) of every published view, or of one project's."""
     settings = get_settings()
-    projects = [find_project(session, project_id)] if project_id else list(
-        session.scalars(select(Project).order_by(Project.code)).unique()
+    projects = (
+        [find_project(session, project_id)]
+        if project_id
+        else list(session.scalars(select(Project).order_by(Project.code)).unique())
     )
     out: list[tuple[str, ViewManifest]] = []
     for project in projects:
@@ -529,7 +545,9 @@ def list_views(session: Session, project_id: str | None = None) -> list[tuple[st
     return out
 
 
-def sync_project_members(session: Session, actor: Actor, project: Project) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def sync_project_members(
+    session: Session, actor: Actor, project: Project
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Make ``tre-p-<code>`` hold exactly the members the policy engine lets spawn a workspace now.
 
     Each member's ``spawn_workspace`` decision is audited; allowed members get their Unix user created
@@ -577,4 +595,3 @@ def provision_user(session: Session, actor: Actor, user_id: str) -> str:
         session.flush()
         audit(session, actor, "workspace.user.provision", user, unix_username=name)
     return name
-

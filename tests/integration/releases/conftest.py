@@ -136,5 +136,7 @@ def microdata(n: int = 240, seed: int = 7) -> pd.DataFrame:
 
 def with_small_cell(frame: pd.DataFrame) -> pd.DataFrame:
     """Add a region with three people: its cells are below the threshold of 10."""
-    extra = pd.DataFrame({"region": ["west"] * 3, "sex": ["f", "f", "m"], "age": [30, 40, 50], "cost": [1.0, 2.0, 3.0]})
+    extra = pd.DataFrame(
+        {"region": ["west"] * 3, "sex": ["f", "f", "m"], "age": [30, 40, 50], "cost": [1.0, 2.0, 3.0]}
+    )
     return pd.concat([frame, extra], ignore_index=True)

@@ -7,6 +7,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from airlock_helpers import count_table, staged_request
 from conftest import Airlock, microdata, with_small_cell
@@ -21,6 +22,8 @@ from tre_platform.api.releases.models import ReleasedTable, ReleaseState
 from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyDenied
 from tre_platform.settings import get_settings
+
+from tre_lib.outputs.specs import Filter, TableSpec
 
 
 def test_happy_path_over_http_ends_in_a_signed_bundle_that_verifies(
@@ -52,7 +55,9 @@ def test_happy_path_over_http_ends_in_a_signed_bundle_that_verifies(
     assert checked["server_check"]["comparison"]["ok"] is True
 
     first = client.post(
-        f"/api/v1/releases/{request_id}/reviews", json={"decision": "approve"}, headers=airlock.headers("checker1")
+        f"/api/v1/releases/{request_id}/reviews",
+        json={"decision": "approve"},
+        headers=airlock.headers("checker1"),
     )
     assert first.json()["state"] == "in_review"
     second = client.post(
@@ -124,7 +129,12 @@ def test_a_disclosive_table_is_flagged_by_the_server_even_when_the_client_says_i
 ) -> None:
     researcher = Actor.of(airlock.researcher)
     request = staged_request(
-        session, researcher, airlock.project_id, with_small_cell(microdata()), protect=False, client_status="pass"
+        session,
+        researcher,
+        airlock.project_id,
+        with_small_cell(microdata()),
+        protect=False,
+        client_status="pass",
     )
     service.submit(session, researcher, request.id)
     session.commit()
@@ -145,10 +155,14 @@ def test_a_disclosive_table_is_flagged_by_the_server_even_when_the_client_says_i
     assert request.state is ReleaseState.returned
 
 
-def test_a_table_that_does_not_match_its_declared_computation_fails(airlock: Airlock, session: Session) -> None:
+def test_a_table_that_does_not_match_its_declared_computation_fails(
+    airlock: Airlock, session: Session
+) -> None:
     researcher = Actor.of(airlock.researcher)
     frame = microdata()
-    request = service.create_request(session, researcher, ReleaseCreate(project_id=airlock.project_id, title="t"))
+    request = service.create_request(
+        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="t")
+    )
     content, spec, data = count_table(frame)
     service.add_file(
         session,
@@ -212,7 +226,9 @@ def test_a_researcher_outside_the_project_cannot_make_or_submit_requests(
     session.rollback()
     # An administrator sees the project but is no accredited member: the policy refuses.
     with pytest.raises(PolicyDenied) as denied:
-        service.create_request(session, Actor.of(airlock.admin), ReleaseCreate(project_id=airlock.project_id, title="x"))
+        service.create_request(
+            session, Actor.of(airlock.admin), ReleaseCreate(project_id=airlock.project_id, title="x")
+        )
     assert any("not a member" in r for r in denied.value.reasons)
     session.rollback()
     request = staged_request(session, Actor.of(airlock.researcher), airlock.project_id, microdata())
@@ -224,7 +240,9 @@ def test_a_researcher_outside_the_project_cannot_make_or_submit_requests(
     assert any("may submit it" in r for r in not_theirs.value.reasons)
 
 
-def test_a_requester_whose_accreditation_was_revoked_cannot_submit(airlock: Airlock, session: Session) -> None:
+def test_a_requester_whose_accreditation_was_revoked_cannot_submit(
+    airlock: Airlock, session: Session
+) -> None:
     from tre_platform.clock import clock
 
     researcher = Actor.of(airlock.researcher)
@@ -245,7 +263,9 @@ def test_reject_and_return_need_a_reason(airlock: Airlock, session: Session) -> 
         service.review(session, Actor.of(airlock.checkers[0]), request.id, "reject", "  ")
 
 
-def test_a_resubmission_starts_a_new_round_where_old_approvals_do_not_count(airlock: Airlock, session: Session) -> None:
+def test_a_resubmission_starts_a_new_round_where_old_approvals_do_not_count(
+    airlock: Airlock, session: Session
+) -> None:
     researcher = Actor.of(airlock.researcher)
     first, second = (Actor.of(c) for c in airlock.checkers[:2])
     request = staged_request(session, researcher, airlock.project_id, microdata())
@@ -271,14 +291,74 @@ def test_only_members_download_and_only_after_release(airlock: Airlock, session:
         service.bundle_file(session, Actor.of(airlock.researcher), draft.id)
 
 
-def test_release_keeps_every_released_table_cell_by_cell_for_differencing(airlock: Airlock, session: Session) -> None:
+def test_release_keeps_every_released_table_cell_by_cell_for_differencing(
+    airlock: Airlock, session: Session
+) -> None:
     request = _released(airlock, session)
     (table,) = session.scalars(select(ReleasedTable).where(ReleasedTable.request_id == request.id)).all()
     assert table.project_id == airlock.project_id
-    cells = {(tuple(c["row"]), tuple(c["column"])): c["value"] for c in table.cells}
+    assert table.dataset_key == "+".join(sorted([airlock.hes_id, airlock.lfs_id]))
+    cells = {tuple(c["labels"]): c["value"] for c in table.record["cells"]}
     frame = microdata()
-    assert cells[(("All",), ("All",))] == len(frame)
-    assert cells[(("north",), ("f",))] == int(((frame.region == "north") & (frame.sex == "f")).sum())
+    assert cells[("All", "All")] == len(frame)
+    assert cells[("north", "f")] == int(((frame.region == "north") & (frame.sex == "f")).sum())
+
+
+def test_a_table_that_differs_from_an_earlier_release_by_a_small_group_is_flagged(
+    airlock: Airlock, session: Session
+) -> None:
+    """Released: the table without the west region (a filter). New: the same table over everyone. Its
+    margins minus the earlier ones give the three people of the west region."""
+    researcher = Actor.of(airlock.researcher)
+    everyone = with_small_cell(microdata())
+    first = service.create_request(
+        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="a")
+    )
+    spec = TableSpec(index=("sex",), filters=(Filter("region", "!=", "west"),), dataset="hes")
+    without_west = everyone[everyone.region != "west"]
+    _stage_table(session, researcher, first.id, "without-west.csv", spec, without_west)
+    service.submit(session, researcher, first.id)
+    assert first.files[0].status == "pass"
+    for checker in airlock.checkers[:2]:
+        service.review(session, Actor.of(checker), first.id, "approve")
+    service.release(session, researcher, first.id)
+    session.commit()
+
+    second = service.create_request(
+        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="b")
+    )
+    _stage_table(
+        session, researcher, second.id, "all.csv", TableSpec(index=("sex",), dataset="hes"), everyone
+    )
+    service.submit(session, researcher, second.id)
+    (item,) = second.files
+    assert item.status == "fail"
+    found = item.server_check["differencing"]["findings"]
+    # The earlier table kept north, south and east; the new one recovers the rest (west) by sex exactly.
+    recovered = {(tuple(f["cell"]["region"]), tuple(f["cell"]["sex"])): f["interval"] for f in found}
+    assert recovered == {(("<any other>",), ("f",)): [2, 2], (("<any other>",), ("m",)): [1, 1]}
+    assert {f["kind"] for f in found} == {"recoverable"}
+    assert any(line.startswith("differencing:") for line in item.server_check["findings"])
+
+
+def _stage_table(
+    session: Session, requester: Actor, request_id: str, name: str, spec: TableSpec, frame: pd.DataFrame
+) -> None:
+    from tre_lib.disclosure import protect_table
+    from tre_lib.outputs.specs import table_to_csv, write_data
+
+    table = protect_table(frame, list(spec.index), list(spec.columns) or None, rules="default").table
+    service.add_file(
+        session,
+        requester,
+        request_id,
+        name=name,
+        kind="table",
+        content=table_to_csv(table),
+        spec=spec.to_dict(),
+        data=write_data(frame[spec.needed_columns]),
+        data_name=f"{name}.parquet",
+    )
 
 
 def test_every_step_is_audited(airlock: Airlock, session: Session) -> None:
@@ -326,7 +406,9 @@ def test_files_of_types_or_sizes_the_policy_does_not_allow_are_refused(
     airlock: Airlock, session: Session, name: str, kind: str, content: bytes, message: str
 ) -> None:
     researcher = Actor.of(airlock.researcher)
-    request = service.create_request(session, researcher, ReleaseCreate(project_id=airlock.project_id, title="t"))
+    request = service.create_request(
+        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="t")
+    )
     with pytest.raises(InvalidInput, match=message):
         service.add_file(session, researcher, request.id, name=name, kind=kind, content=content)
     assert request.files == []
@@ -334,10 +416,14 @@ def test_files_of_types_or_sizes_the_policy_does_not_allow_are_refused(
 
 def test_a_table_without_its_data_or_with_a_bad_spec_is_refused(airlock: Airlock, session: Session) -> None:
     researcher = Actor.of(airlock.researcher)
-    request = service.create_request(session, researcher, ReleaseCreate(project_id=airlock.project_id, title="t"))
+    request = service.create_request(
+        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="t")
+    )
     content, spec, data = count_table(microdata())
     with pytest.raises(InvalidInput, match="needs the data"):
-        service.add_file(session, researcher, request.id, name="t.csv", kind="table", content=content, spec=spec)
+        service.add_file(
+            session, researcher, request.id, name="t.csv", kind="table", content=content, spec=spec
+        )
     with pytest.raises(InvalidInput, match="unknown aggfunc"):
         service.add_file(
             session,
@@ -364,11 +450,15 @@ def test_a_table_without_its_data_or_with_a_bad_spec_is_refused(airlock: Airlock
         )
 
 
-def test_regressions_are_refitted_and_their_degrees_of_freedom_checked(airlock: Airlock, session: Session) -> None:
+def test_regressions_are_refitted_and_their_degrees_of_freedom_checked(
+    airlock: Airlock, session: Session
+) -> None:
     from tre_lib.outputs.specs import RegressionSpec, coefficients_csv, fit_regression, write_data
 
     researcher = Actor.of(airlock.researcher)
-    request = service.create_request(session, researcher, ReleaseCreate(project_id=airlock.project_id, title="r"))
+    request = service.create_request(
+        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="r")
+    )
     frame = microdata()
     spec = RegressionSpec(model="ols", outcome="cost", predictors=("age",), categorical=("sex",))
     fitted, _ = fit_regression(frame, spec)
@@ -395,7 +485,9 @@ def test_regressions_are_refitted_and_their_degrees_of_freedom_checked(airlock: 
 
 def test_figures_and_text_always_go_to_a_checker(airlock: Airlock, session: Session) -> None:
     researcher = Actor.of(airlock.researcher)
-    request = service.create_request(session, researcher, ReleaseCreate(project_id=airlock.project_id, title="f"))
+    request = service.create_request(
+        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="f")
+    )
     png = b"\x89PNG\r\n\x1a\n" + bytes(64)
     service.add_file(session, researcher, request.id, name="plot.png", kind="figure", content=png)
     service.add_file(session, researcher, request.id, name="notes.md", kind="text", content=b"# Notes\n")
@@ -404,7 +496,9 @@ def test_figures_and_text_always_go_to_a_checker(airlock: Airlock, session: Sess
     assert request.check_status == "review"
 
 
-def test_an_output_from_a_dataset_no_agreement_covers_cannot_be_submitted(airlock: Airlock, session: Session) -> None:
+def test_an_output_from_a_dataset_no_agreement_covers_cannot_be_submitted(
+    airlock: Airlock, session: Session
+) -> None:
     from tre_platform.api.agreements.models import DataSharingAgreement
     from tre_platform.clock import clock
 
@@ -418,7 +512,9 @@ def test_an_output_from_a_dataset_no_agreement_covers_cannot_be_submitted(airloc
         service.submit(session, researcher, request.id)
 
 
-def test_the_staged_data_is_kept_by_hash_and_a_changed_blob_is_refused(airlock: Airlock, session: Session) -> None:
+def test_the_staged_data_is_kept_by_hash_and_a_changed_blob_is_refused(
+    airlock: Airlock, session: Session
+) -> None:
     from tre_platform.api.releases.files import request_dir
 
     researcher = Actor.of(airlock.researcher)

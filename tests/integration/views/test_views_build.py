@@ -10,13 +10,9 @@ from hashlib import sha256
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from factories import SYSTEM, make_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from tre_lib import session as tre_session
-from tre_lib.compute import read_manifest
-from tre_lib.pseudonymise import KeyRing, derive_project_key, load_kek
 from tre_platform.actor import Actor
 from tre_platform.api.agreements import service as agreements
 from tre_platform.api.agreements.schemas import AgreementRevoke
@@ -27,16 +23,28 @@ from tre_platform.views import build_views, list_views
 from tre_platform.views.storage import project_group
 from workspace_world import WorkspaceWorld, publish_version, research_frame
 
+from tre_lib import session as tre_session
+from tre_lib.compute import read_manifest
+from tre_lib.pseudonymise import KeyRing, derive_project_key, load_kek
+
 
 def _view(data_dir: Path, code: str, dataset: str) -> pd.DataFrame:
     return tre_session(code, views_dir=data_dir / "projects" / code / "views").read(dataset)
 
 
-def test_a_projects_two_views_join_on_the_re_keyed_ids(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_a_projects_two_views_join_on_the_re_keyed_ids(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     result = build_views(session, SYSTEM, wworld.p1.code)
     session.commit()
-    assert {o.dataset: o.action for o in result.outcomes} == {wworld.hes.name: "built", wworld.lfs.name: "built"}
-    hes, lfs = _view(data_dir, wworld.p1.code, wworld.hes.name), _view(data_dir, wworld.p1.code, wworld.lfs.name)
+    assert {o.dataset: o.action for o in result.outcomes} == {
+        wworld.hes.name: "built",
+        wworld.lfs.name: "built",
+    }
+    hes, lfs = (
+        _view(data_dir, wworld.p1.code, wworld.hes.name),
+        _view(data_dir, wworld.p1.code, wworld.lfs.name),
+    )
     joined = hes.merge(lfs, on="demographic_id")
     assert len(joined) == len(wworld.shared_ids) > 0
     # The IDs are HMAC-SHA256(K_project, research id): recompute one from the key ring.
@@ -47,7 +55,9 @@ def test_a_projects_two_views_join_on_the_re_keyed_ids(session: Session, wworld:
     assert set(joined["demographic_id"]) == expected
 
 
-def test_the_same_person_has_unrelated_ids_in_two_projects(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_the_same_person_has_unrelated_ids_in_two_projects(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     build_views(session, SYSTEM, wworld.p1.code)
     build_views(session, SYSTEM, wworld.p2.code)
     a = _view(data_dir, wworld.p1.code, wworld.hes.name)
@@ -58,7 +68,9 @@ def test_the_same_person_has_unrelated_ids_in_two_projects(session: Session, wwo
     assert a["demographic_id"].str.fullmatch(r"[0-9a-f]{64}").all()
 
 
-def test_only_approved_columns_and_ids_reach_a_view(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_only_approved_columns_and_ids_reach_a_view(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     build_views(session, SYSTEM, wworld.p2.code)
     hes = _view(data_dir, wworld.p2.code, wworld.hes.name)
     lfs = _view(data_dir, wworld.p2.code, wworld.lfs.name)
@@ -74,10 +86,14 @@ def test_only_approved_columns_and_ids_reach_a_view(session: Session, wworld: Wo
             assert b"secret_note" not in content and b"diagnosis" not in content and b"pay" not in content
 
 
-def test_a_revoked_agreement_removes_the_view_at_the_next_build(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_a_revoked_agreement_removes_the_view_at_the_next_build(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     build_views(session, SYSTEM, wworld.p1.code)
     session.commit()
-    agreements.revoke_agreement(session, SYSTEM, wworld.lfs_agreement.id, AgreementRevoke(reason="owner withdrew"))
+    agreements.revoke_agreement(
+        session, SYSTEM, wworld.lfs_agreement.id, AgreementRevoke(reason="owner withdrew")
+    )
     session.commit()
     result = build_views(session, SYSTEM, wworld.p1.code)
     session.commit()
@@ -94,7 +110,9 @@ def test_a_revoked_agreement_removes_the_view_at_the_next_build(session: Session
     assert events and events[-1].details["dataset"] == wworld.lfs.name
 
 
-def test_an_expired_project_loses_every_view(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_an_expired_project_loses_every_view(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     build_views(session, SYSTEM, wworld.p1.code)
     with clock.frozen(clock.now() + dt.timedelta(days=400)):
         result = build_views(session, SYSTEM, wworld.p1.code)
@@ -102,7 +120,9 @@ def test_an_expired_project_loses_every_view(session: Session, wworld: Workspace
     assert all(any("ended" in r for r in o.reasons) for o in result.outcomes)
 
 
-def test_every_view_build_is_a_policy_decision_in_the_audit_log(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_every_view_build_is_a_policy_decision_in_the_audit_log(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     build_views(session, SYSTEM, wworld.p1.code)
     session.commit()
     decisions = session.scalars(select(AuditEvent).where(AuditEvent.action == "policy.build_view")).all()
@@ -118,13 +138,17 @@ def test_a_researcher_may_not_build_views(session: Session, wworld: WorkspaceWor
     assert not list((data_dir / "projects" / wworld.p1.code / "views").glob("[!.]*"))
 
 
-def test_a_new_version_is_published_atomically_and_the_old_build_goes(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_a_new_version_is_published_atomically_and_the_old_build_goes(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     import numpy as np
 
     build_views(session, SYSTEM, wworld.p1.code)
     views = data_dir / "projects" / wworld.p1.code / "views"
     before = os.readlink(views / wworld.hes.name)
-    publish_version(session, wworld.hes, research_frame("hes", np.random.default_rng(1), np.array(["a" * 16] * 50)))
+    publish_version(
+        session, wworld.hes, research_frame("hes", np.random.default_rng(1), np.array(["a" * 16] * 50))
+    )
     session.commit()
     result = build_views(session, SYSTEM, wworld.p1.code)
     outcome = result.outcome(wworld.hes.name)
@@ -135,7 +159,9 @@ def test_a_new_version_is_published_atomically_and_the_old_build_goes(session: S
     assert len(_view(data_dir, wworld.p1.code, wworld.hes.name)) == 50
 
 
-def test_views_are_read_only_and_owned_by_the_project_group(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_views_are_read_only_and_owned_by_the_project_group(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     import grp
 
     build_views(session, SYSTEM, wworld.p1.code)
@@ -151,7 +177,9 @@ def test_views_are_read_only_and_owned_by_the_project_group(session: Session, ww
         assert stat.S_IMODE((data_dir / name).stat().st_mode) & 0o077 == 0
 
 
-def test_a_non_member_researcher_is_not_put_in_the_group(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
+def test_a_non_member_researcher_is_not_put_in_the_group(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
     import grp
 
     outsider = make_user(session, roles=["researcher"])
@@ -162,10 +190,14 @@ def test_a_non_member_researcher_is_not_put_in_the_group(session: Session, wworl
     assert f"tre-u-{outsider.username}" not in members
 
 
-def test_spark_and_arrow_engines_build_identical_views(session: Session, wworld: WorkspaceWorld, data_dir: Path, spark: object) -> None:
+def test_spark_and_arrow_engines_build_identical_views(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path, spark: object
+) -> None:
     build_views(session, SYSTEM, wworld.p1.code, engine="arrow")
     arrow = _view(data_dir, wworld.p1.code, wworld.lfs.name)
-    publish_version(session, wworld.lfs, pd.read_parquet(sorted((Path(wworld.lfs.versions[0].path)).glob("*.parquet"))[0]))
+    publish_version(
+        session, wworld.lfs, pd.read_parquet(sorted((Path(wworld.lfs.versions[0].path)).glob("*.parquet"))[0])
+    )
     session.commit()
     result = build_views(session, SYSTEM, wworld.p1.code, engine="spark", spark=spark)  # type: ignore[arg-type]
     assert result.outcome(wworld.lfs.name).action == "built"
@@ -178,4 +210,3 @@ def test_view_list_reads_the_manifests(session: Session, wworld: WorkspaceWorld,
     build_views(session, SYSTEM, wworld.p1.code)
     listed = list_views(session, wworld.p1.code)
     assert sorted(m.dataset for _, m in listed) == sorted([wworld.hes.name, wworld.lfs.name])
-

@@ -47,9 +47,7 @@ def test_a_researcher_reads_their_own_projects_views(built: WorkspaceWorld, data
     listing = _as(alice, "ls", str(view) + "/")
     assert listing.returncode == 0, listing.stderr
     assert "part-00000.parquet" in listing.stdout
-    program = (
-        "import json,sys; m=json.load(open(sys.argv[1])); print(m['row_count'])"
-    )
+    program = "import json,sys; m=json.load(open(sys.argv[1])); print(m['row_count'])"
     result = _as(alice, "/usr/bin/python3.11", "-c", program, str(view / "_manifest.json"))
     assert result.stdout.strip() == "200", result.stderr
 
@@ -72,7 +70,9 @@ def test_a_researcher_cannot_read_another_projects_views(built: WorkspaceWorld, 
         "keys/master-v000001.json",
     ],
 )
-def test_a_researcher_cannot_read_the_other_zones(built: WorkspaceWorld, data_dir: Path, relative: str) -> None:
+def test_a_researcher_cannot_read_the_other_zones(
+    built: WorkspaceWorld, data_dir: Path, relative: str
+) -> None:
     alice = unix_username(built.alice.username)
     _assert_denied(alice, data_dir / relative.format(hes=built.hes.name))
 
@@ -82,7 +82,9 @@ def test_a_researcher_cannot_list_the_data_directory(built: WorkspaceWorld, data
     assert result.returncode != 0 and "Permission denied" in result.stderr
 
 
-def test_a_researchers_python_cannot_open_another_projects_view(built: WorkspaceWorld, data_dir: Path) -> None:
+def test_a_researchers_python_cannot_open_another_projects_view(
+    built: WorkspaceWorld, data_dir: Path
+) -> None:
     bob = unix_username(built.bob.username)
     target = data_dir / "projects" / built.p1.code / "views" / built.lfs.name / "part-00000.parquet"
     result = _as(bob, "/usr/bin/python3.11", "-c", "import sys; open(sys.argv[1], 'rb').read()", str(target))

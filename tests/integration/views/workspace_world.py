@@ -75,7 +75,9 @@ def research_frame(name: str, rng: np.random.Generator, ids: np.ndarray) -> pd.D
     )
 
 
-def publish_version(session: Session, dataset: Dataset, frame: pd.DataFrame, *, parts: int = 2) -> DatasetVersion:
+def publish_version(
+    session: Session, dataset: Dataset, frame: pd.DataFrame, *, parts: int = 2
+) -> DatasetVersion:
     """Write a research version exactly as the layout contract says, then its DatasetVersion row."""
     root = get_settings().resolved_data_dir / "research" / dataset.name
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -112,7 +114,9 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def approved_project(session: Session, lead: User, requests: dict[Dataset, list[str]], **overrides: Any) -> Project:
+def approved_project(
+    session: Session, lead: User, requests: dict[Dataset, list[str]], **overrides: Any
+) -> Project:
     data: dict[str, Any] = {
         "title": f"Study {secrets.token_hex(3)}",
         "lay_summary": "A study of outcomes that is in the public interest.",
@@ -125,7 +129,9 @@ def approved_project(session: Session, lead: User, requests: dict[Dataset, list[
     actor = Actor.of(lead)
     project = projects.create_project(session, actor, ProjectCreate(**data))
     for dataset, columns in requests.items():
-        projects.request_dataset(session, actor, project.id, DatasetRequest(dataset_id=dataset.id, columns=columns))
+        projects.request_dataset(
+            session, actor, project.id, DatasetRequest(dataset_id=dataset.id, columns=columns)
+        )
     projects.transition(session, actor, project.id, "submit", "please")
     projects.transition(session, SYSTEM, project.id, "approve", "fine")
     return project
@@ -154,7 +160,9 @@ def build_workspace_world(session: Session, *, seed: int = 7) -> WorkspaceWorld:
     bob = make_user(session, username=f"bob{tag}", roles=["researcher"], organisation_id=uni.id)
     for person in (alice, bob):
         make_accreditation(session, person)
-    hes = make_dataset(session, owner=health, name=f"hes{tag}", schema=HES_SCHEMA, description="Hospital episodes")
+    hes = make_dataset(
+        session, owner=health, name=f"hes{tag}", schema=HES_SCHEMA, description="Hospital episodes"
+    )
     lfs = make_dataset(session, owner=labour, name=f"lfs{tag}", schema=LFS_SCHEMA, description="Labour force")
     population = np.array([secrets.token_hex(8) for _ in range(PEOPLE)])
     hes_ids = rng.choice(population, 200, replace=False)
@@ -163,7 +171,9 @@ def build_workspace_world(session: Session, *, seed: int = 7) -> WorkspaceWorld:
     publish_version(session, lfs, research_frame("lfs", rng, lfs_ids))
     hes_agreement = make_agreement(session, owner=health)
     lfs_agreement = make_agreement(session, owner=labour)
-    p1 = approved_project(session, alice, {hes: ["age", "diagnosis"], lfs: ["employment_status", "weekly_hours"]})
+    p1 = approved_project(
+        session, alice, {hes: ["age", "diagnosis"], lfs: ["employment_status", "weekly_hours"]}
+    )
     p2 = approved_project(session, bob, {hes: ["age"], lfs: ["employment_status"]})
     session.commit()
     shared = sorted(set(hes_ids) & set(lfs_ids))
@@ -186,7 +196,7 @@ def unix_accounts_cleanup() -> Iterator[None]:
     try:
         yield
     finally:
-        users_after, groups_after = _ours()
+        users_after, _ = _ours()
         for name in sorted(users_after - users_before):
             subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
         _, groups_left = _ours()

@@ -118,6 +118,18 @@ def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session", params=NON_SPARK_ENGINES)
+def local_engine(request: pytest.FixtureRequest) -> str:
+    """Each in-process engine (Python, pandas, polars, Arrow, Dask) in turn."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session", params=SPARK_ENGINES)
+def spark_engine(request: pytest.FixtureRequest) -> str:
+    """Each Spark implementation in turn: ``spark_<method>`` columns, or ``spark_dataframe``."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def run_engine(request: pytest.FixtureRequest) -> Runner:
     """Return ``run(engine, values, key) -> list of hex or None`` for any engine in ALL_ENGINES."""

@@ -252,7 +252,11 @@ def budget_status(session: Session, actor: Actor, project_id: str) -> list[Scope
     """Limit, spent and remaining (ε, δ) of each scope of a project the actor can see."""
     project = projects.get_project(session, actor, project_id)
     ledger = SqlBudgetLedger(session)
-    names = dict(session.execute(select(Dataset.id, Dataset.name)).tuples().all())
+    listed = [link.dataset_id for link in project.datasets]
+    names = {
+        row.id: row.name
+        for row in session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(listed)))
+    }
     out = []
     for scope, limit in sorted(budget_limits(session, project).items()):
         eps, delta = ledger.spent(scope)

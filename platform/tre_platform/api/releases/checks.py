@@ -8,7 +8,9 @@ Nothing the workspace says about its outputs is trusted. On every submission the
 2. re-computes every table from the submitted data and its declared computation with
    :func:`tre_lib.disclosure.protect_table`, and compares the submitted table with the result cell by cell;
    refits every regression and runs :func:`tre_lib.disclosure.check_regression`;
-3. stores the findings and the disclosure-control record with the file.
+3. checks every table for differencing against the tables already released from the same project or
+   dataset (:mod:`tre_platform.api.releases.differencing`);
+4. stores the findings and the disclosure-control record with the file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from tre_platform.api.agreements.models import DataSharingAgreement
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.projects.models import Project
+from tre_platform.api.releases.differencing import differencing_findings, release_record
 from tre_platform.api.releases.files import FilePolicy
 from tre_platform.api.releases.models import FileKind, ReleaseFile
 from tre_platform.clock import clock
@@ -33,6 +36,7 @@ from tre_platform.policy.entities import build
 from tre_platform.settings import Settings
 
 from tre_lib.disclosure import DisclosureError, Rules, check_regression, load_profile, protect_table
+from tre_lib.disclosure.differencing import ReleaseScope
 from tre_lib.outputs.specs import (
     RegressionSpec,
     SpecError,
@@ -156,9 +160,15 @@ def _result(status: str, findings: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def check_table(
-    spec: TableSpec, content: bytes, data: pd.DataFrame, rules: Rules, policy: FilePolicy
+    spec: TableSpec,
+    content: bytes,
+    data: pd.DataFrame,
+    rules: Rules,
+    policy: FilePolicy,
+    past: tuple[Session, ReleaseScope] | None = None,
 ) -> dict[str, Any]:
-    """Re-compute the table from ``data``, protect it with ``rules`` and compare the submitted table."""
+    """Re-compute the table from ``data``, protect it with ``rules``, compare the submitted table, and
+    (given ``past``: the session and the table's scope) check differencing against earlier releases."""
     try:
         submitted = read_table_csv(content, spec)
         frame = apply_filters(data, spec.filters)
@@ -189,7 +199,15 @@ def check_table(
     if len(frame) and len(submitted) >= len(frame):
         status = "fail"
         findings.append("the table has as many rows as the data it summarises: it looks like row-level data")
-    return _result(status, findings, record=protected.record(), comparison=comparison.as_dict())
+    extra: dict[str, Any] = {}
+    if past is not None:
+        session, scope = past
+        record = release_record(protected, spec, frame, scope, comparison.more_suppressed)
+        d_status, d_findings, d_data = differencing_findings(session, record, scope, rules)
+        status = worst(status, d_status)
+        findings += d_findings
+        extra["differencing"] = {"status": d_status, "findings": d_data, "record": record.as_dict()}
+    return _result(status, findings, record=protected.record(), comparison=comparison.as_dict(), **extra)
 
 
 def check_regression_output(
@@ -221,7 +239,12 @@ def check_regression_output(
 
 
 def check_file(
-    file: ReleaseFile, content: bytes, data: pd.DataFrame | None, rules: Rules, policy: FilePolicy
+    file: ReleaseFile,
+    content: bytes,
+    data: pd.DataFrame | None,
+    rules: Rules,
+    policy: FilePolicy,
+    past: tuple[Session, ReleaseScope] | None = None,
 ) -> dict[str, Any]:
     """The server's findings on one output (``status`` pass | review | fail, ``findings``, ``record``)."""
     if file.kind in (FileKind.figure, FileKind.text):
@@ -231,7 +254,7 @@ def check_file(
     if data is None:
         return _result("fail", ["no data was submitted to re-run the declared computation on"])
     if file.kind is FileKind.table:
-        out = check_table(TableSpec.from_dict(file.spec), content, data, rules, policy)
+        out = check_table(TableSpec.from_dict(file.spec), content, data, rules, policy, past)
     else:
         out = check_regression_output(RegressionSpec.from_dict(file.spec), content, data, rules)
     claimed = file.client_check.get("status") if file.client_check else None
@@ -242,19 +265,3 @@ def check_file(
         )
     out["client_status"] = claimed
     return out
-
-
-def check_differencing(session: Session, project: Project, file: ReleaseFile, check: dict[str, Any]) -> None:
-    """DIFFERENCING HOOK: compare a table with every table already released from the project.
-
-    ``tre_lib.disclosure.differencing`` (ReleaseLedger + check_differencing) is not in the tree yet; until
-    it is, the finding says so and the checkers compare by hand. Released tables are already kept cell by
-    cell in ``released_tables`` (see service.release) for the check to read.
-    """
-    if file.kind is not FileKind.table:
-        return
-    check.setdefault("findings", []).append(
-        "differencing against earlier releases is not automated yet: compare with the project's released "
-        "tables by hand"
-    )
-    check["differencing"] = {"available": False}

@@ -194,19 +194,21 @@ class ReleaseReview(Base):
 
 
 class ReleasedTable(Base):
-    """Every table that left the TRE, cell by cell: the ledger the differencing check compares against."""
+    """Every table that left the TRE: the ledger the differencing check compares new tables with.
+
+    ``record`` is :meth:`tre_lib.disclosure.differencing.ReleasedTable.as_dict` (published cells only,
+    suppressed ones null, with the table's dimensions and the subpopulation its filters kept).
+    """
 
     __tablename__ = "released_tables"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
-    request_id: Mapped[str] = mapped_column(ForeignKey("release_requests.id"))
-    file_id: Mapped[str] = mapped_column(ForeignKey("release_files.id"))
-    name: Mapped[str] = mapped_column(String(100))
-    dataset_ids: Mapped[list[str]] = mapped_column(default=list)
-    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    #: The published cells: [{"row": [...], "column": [...], "value": number | null}, ...].
-    cells: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    #: The population the table counts (a dataset id, or several joined with '+').
+    dataset_key: Mapped[str] = mapped_column(String(200), index=True)
+    request_id: Mapped[str | None] = mapped_column(ForeignKey("release_requests.id"), default=None)
+    file_id: Mapped[str | None] = mapped_column(ForeignKey("release_files.id"), default=None)
+    record: Mapped[dict[str, Any]] = mapped_column(default=dict)
     released_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -29,6 +29,7 @@ from tre_platform.api.projects import service as projects
 from tre_platform.api.projects.models import Project, ProjectDataset, ProjectMember
 from tre_platform.api.releases import bundle as bundles
 from tre_platform.api.releases import checks
+from tre_platform.api.releases.differencing import SqlReleaseLedger, stored_record
 from tre_platform.api.releases.files import (
     FilePolicy,
     check_data,
@@ -44,7 +45,6 @@ from tre_platform.api.releases.models import (
     VALID_TRANSITIONS,
     FileKind,
     ReleaseAction,
-    ReleasedTable,
     ReleaseFile,
     ReleaseRequest,
     ReleaseReview,
@@ -58,14 +58,13 @@ from tre_platform.errors import Conflict, Forbidden, InvalidInput, InvalidTransi
 from tre_platform.policy import get_engine, require
 from tre_platform.settings import Settings, get_settings
 
+from tre_lib.disclosure.differencing import ReleaseScope
 from tre_lib.disclosure.versions import library_versions
 from tre_lib.outputs.specs import (
     RegressionSpec,
     SpecError,
     TableSpec,
     read_data,
-    read_table_csv,
-    table_cells,
     worst,
 )
 
@@ -415,8 +414,8 @@ def submit(
         frame = None
         if item.data_sha256 is not None and item.data_name is not None:
             frame = read_data(read_blob(settings, request.id, item.data_sha256), item.data_name)
-        result = checks.check_file(item, content, frame, rules, policy)
-        checks.check_differencing(session, request.project, item, result)
+        scope = ReleaseScope(request.project_id, _dataset_key(session, request, item.spec))
+        result = checks.check_file(item, content, frame, rules, policy, (session, scope))
         item.server_check = result
         item.status = result["status"]
         statuses.append(result["status"])
@@ -586,14 +585,15 @@ def manifest(request: ReleaseRequest, key_fingerprint: str) -> dict[str, Any]:
     }
 
 
-def _dataset_ids(session: Session, request: ReleaseRequest, spec: Mapping[str, Any]) -> list[str]:
-    listed = [link.dataset_id for link in request.project.datasets]
+def _dataset_key(session: Session, request: ReleaseRequest, spec: Mapping[str, Any]) -> str:
+    """The population a table counts: the dataset its spec names, else all the project's datasets."""
+    listed = sorted(link.dataset_id for link in request.project.datasets)
     named = spec.get("dataset")
     if named:
         found = session.scalar(select(Dataset.id).where(or_(Dataset.id == named, Dataset.name == named)))
         if found in listed:
-            return [found]
-    return listed
+            return str(found)
+    return "+".join(listed)
 
 
 def release(
@@ -616,25 +616,11 @@ def release(
         path, manifest(request, bundles.fingerprint(key)), files, key
     )
     request.bundle_path = str(path.relative_to(settings.resolved_data_dir))
-    for item, (_name, content) in zip(request.files, files, strict=True):
-        if item.kind is not FileKind.table:
-            continue
-        table = read_table_csv(content, TableSpec.from_dict(item.spec))
-        session.add(
-            ReleasedTable(
-                project_id=request.project_id,
-                request_id=request.id,
-                file_id=item.id,
-                name=item.name,
-                dataset_ids=_dataset_ids(session, request, item.spec),
-                spec=item.spec,
-                cells=[
-                    {"row": list(r), "column": list(c), "value": None if v != v else v}
-                    for (r, c), v in table_cells(table).items()
-                ],
-                released_at=request.released_at,
-            )
-        )
+    ledger = SqlReleaseLedger(session)
+    for item in request.files:
+        record = stored_record(item.server_check, request.released_at.isoformat())
+        if item.kind is FileKind.table and record is not None:
+            ledger.record(record, request_id=request.id, file_id=item.id)
     _move(session, actor, request, ReleaseAction.release)
     audit(
         session, actor, "release.bundle", request, sha256=request.bundle_sha256, files=[n for n, _ in files]

@@ -1,0 +1,130 @@
+"""The database-backed :class:`tre_lib.disclosure.differencing.ReleaseLedger`, and the differencing check
+of a submitted table against every table already released from the same project or dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+from tre_platform.api.releases.models import ReleasedTable
+from tre_platform.clock import clock
+from tre_platform.db.base import new_id
+
+from tre_lib.disclosure import Rules
+from tre_lib.disclosure.differencing import (
+    CategoryFilter,
+    DifferencingError,
+    PublishedCell,
+    ReleaseScope,
+    check_differencing,
+)
+from tre_lib.disclosure.differencing import ReleasedTable as ReleaseRecord
+from tre_lib.disclosure.table import ProtectedTable
+from tre_lib.outputs.specs import CellKey, TableSpec, label_text
+
+
+class SqlReleaseLedger:
+    """Released tables in the ``released_tables`` table, inside the caller's transaction (append-only)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def record(
+        self, release: ReleaseRecord, *, request_id: str | None = None, file_id: str | None = None
+    ) -> None:
+        """Store a released table; a duplicate release id is refused."""
+        if self.session.get(ReleasedTable, release.release_id) is not None:
+            raise DifferencingError(f"release {release.release_id!r} is already in the ledger")
+        self.session.add(
+            ReleasedTable(
+                id=release.release_id,
+                project_id=release.scope.project,
+                dataset_key=release.scope.dataset,
+                request_id=request_id,
+                file_id=file_id,
+                record=release.as_dict(),
+                released_at=clock.now(),
+            )
+        )
+        self.session.flush()
+
+    def releases_for(self, scope: ReleaseScope) -> list[ReleaseRecord]:
+        """Every stored release of the same project or of the same dataset, oldest first."""
+        rows = self.session.scalars(
+            select(ReleasedTable)
+            .where(or_(ReleasedTable.project_id == scope.project, ReleasedTable.dataset_key == scope.dataset))
+            .order_by(ReleasedTable.released_at, ReleasedTable.id)
+        )
+        return [ReleaseRecord.from_dict(row.record) for row in rows]
+
+
+def subpopulation(spec: TableSpec, frame: pd.DataFrame) -> list[CategoryFilter]:
+    """The table's filters as the categories they kept, read from the filtered data itself.
+
+    Any operator (==, in, <, >= ...) becomes "the values of the column that remain", which is exactly the
+    subpopulation the table counts, so tables filtered differently can be compared.
+    """
+    out = []
+    for column in dict.fromkeys(f.column for f in spec.filters):
+        kept = sorted(frame[column].dropna().unique().tolist(), key=lambda v: (type(v).__name__, v))
+        out.append(CategoryFilter(column, tuple(kept)))
+    return out
+
+
+def release_record(
+    protected: ProtectedTable,
+    spec: TableSpec,
+    frame: pd.DataFrame,
+    scope: ReleaseScope,
+    more_suppressed: Iterable[CellKey],
+) -> ReleaseRecord:
+    """The record of what will be published: the server's table, with the cells the submission hides
+    also hidden (a researcher may suppress more than the rules require, never less)."""
+    record = ReleaseRecord.from_protected(
+        protected, scope, release_id="<new>", filters=subpopulation(spec, frame)
+    )
+    hidden = set(more_suppressed)
+    n_rows = len(spec.index)
+    if not hidden:
+        return record
+
+    def key(labels: tuple[Any, ...]) -> CellKey:
+        rows = tuple(label_text(x) for x in labels[:n_rows])
+        columns = tuple(label_text(x) for x in labels[n_rows:])
+        return rows, columns
+
+    one_way = {r for r, _c in hidden} if not spec.columns else set()
+    cells = tuple(
+        PublishedCell(c.labels, None)
+        if key(c.labels) in hidden or (one_way and key(c.labels)[0] in one_way)
+        else c
+        for c in record.cells
+    )
+    return dataclasses.replace(record, cells=cells)
+
+
+def differencing_findings(
+    session: Session, record: ReleaseRecord, scope: ReleaseScope, rules: Rules
+) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """(status, findings in words, findings as data) of ``record`` against the project's past releases."""
+    try:
+        found = check_differencing(record, SqlReleaseLedger(session), scope, rules=rules)
+    except DifferencingError as exc:
+        return "review", [f"differencing could not be checked: {exc}"], []
+    status = "pass"
+    for finding in found:
+        status = "fail" if finding.kind == "recoverable" else ("review" if status == "pass" else status)
+    return status, [f"differencing: {f.message}" for f in found], [f.as_dict() for f in found]
+
+
+def stored_record(check: dict[str, Any], released_at: str) -> ReleaseRecord | None:
+    """The record kept at submission, with a fresh release id, ready to go into the ledger."""
+    raw = (check.get("differencing") or {}).get("record")
+    if raw is None:
+        return None
+    record = ReleaseRecord.from_dict(raw)
+    return dataclasses.replace(record, release_id=new_id(), released_at=released_at)

@@ -1,0 +1,199 @@
+"""The workspace spawner: one server per researcher and project, as the researcher's own Unix user.
+
+* The options form lists only the projects the policy engine allows for ``spawn_workspace`` now.
+* :func:`tre_pre_spawn_hook` asks the engine again (audited), prepares the Unix account and the
+  project's views, and sets the environment ``tre_lib.session()`` reads: ``TRE_PROJECT``,
+  ``TRE_VIEWS_DIR`` (that project's views only), ``TRE_API_URL`` with a scoped ``TRE_API_TOKEN``, and
+  Spark/Dask settings.
+* The server runs the workspace environment's ``jupyterhub-singleuser`` (Debian's python3.11, outside
+  root's home) with the researcher's uid, their own group and the project's group only.
+
+Resource limits: ``LocalProcessSpawner`` cannot enforce ``mem_limit``/``cpu_limit`` (JupyterHub only
+passes them on as ``MEM_LIMIT``/``CPU_LIMIT``). This spawner adds what a process can enforce on itself:
+``RLIMIT_AS`` (address space, ``address_space_factor`` x ``mem_limit``, generous because the JVM and
+Python reserve far more address space than they use), ``RLIMIT_NPROC`` and a private umask; Spark and Dask
+inside the workspace size themselves from ``MEM_LIMIT``/``CPU_LIMIT``. Hard memory and CPU limits need
+cgroups: on Kubernetes (KubeSpawner) they are real, see deploy/kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import pwd
+import resource
+from collections.abc import Callable
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from tornado import web
+from traitlets import Bool, Float, Integer, Unicode, default
+
+from tre_platform.errors import TreError
+from tre_platform.hub import workspace
+from tre_platform.views.storage import INSECURE_BANNER
+
+
+async def tre_pre_spawn_hook(spawner: TreSpawner) -> None:
+    """Ask the policy engine again and point the server at only the chosen project's views."""
+    project = str((spawner.user_options or {}).get("project", "")).strip()
+    if not project:
+        raise web.HTTPError(400, "choose a project to start a workspace for")
+    try:
+        plan = await asyncio.to_thread(
+            workspace.plan_workspace, spawner.user.name, project, api_url=spawner.tre_api_url or None
+        )
+    except TreError as exc:
+        spawner.log.warning("workspace for %s in %s refused: %s", spawner.user.name, project, exc.message)
+        raise web.HTTPError(403, exc.message) from None
+    spawner.tre_plan = plan
+    spawner.log.info(
+        "workspace for %s in %s allowed: %s", plan.username, plan.project, "; ".join(plan.reasons)
+    )
+
+
+class TreSpawner(LocalProcessSpawner):
+    """Start a JupyterLab server for one project, as the researcher's Unix user (the hub runs as root)."""
+
+    workspace_venv = Unicode(
+        "/opt/tre/workspace-venv", help="Environment with jupyterhub-singleuser, readable by researchers."
+    ).tag(config=True)
+    tre_api_url = Unicode("", help="Control-plane URL given to workspaces (default: settings).").tag(
+        config=True
+    )
+    address_space_factor = Float(
+        4.0, help="RLIMIT_AS = this x mem_limit (0 disables). Virtual, not resident, memory."
+    ).tag(config=True)
+    max_processes = Integer(1024, help="RLIMIT_NPROC of the researcher's user (0 disables).").tag(config=True)
+    insecure_single_user = Bool(
+        False,
+        help="INSECURE: run every server as the hub's own user with no project separation (laptops only).",
+    ).tag(config=True)
+
+    tre_plan: workspace.WorkspacePlan | None = None
+
+    @default("pre_spawn_hook")
+    def _default_pre_spawn_hook(self) -> Callable[[Any], Any]:
+        return tre_pre_spawn_hook
+
+    @default("post_stop_hook")
+    def _default_post_stop_hook(self) -> Callable[[Any], Any]:
+        return _post_stop
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        return [os.path.join(self.workspace_venv, "bin", "jupyterhub-singleuser")]
+
+    @default("options_form")
+    def _default_options_form(self) -> Callable[[Any], Any]:
+        return lambda spawner: spawner._projects_form()
+
+    @default("env_keep")
+    def _default_env_keep(self) -> list[str]:
+        # Never PATH or PYTHONPATH from the hub: they point into root's environment.
+        return ["LANG", "LC_ALL", "JAVA_HOME"]
+
+    @default("disable_user_config")
+    def _default_disable_user_config(self) -> bool:
+        return True
+
+    async def _projects_form(self) -> str:
+        choices = await asyncio.to_thread(workspace.allowed_projects, self.user.name)
+        banner = (
+            f'<p class="alert alert-danger"><b>{html.escape(INSECURE_BANNER)}</b></p>'
+            if self.insecure_single_user
+            else ""
+        )
+        if not choices:
+            return (
+                f"{banner}<p>You have no project you may use now. A project must be approved, within its "
+                "dates, list you as a member, and your accreditation must be valid. "
+                "Ask your project lead or the TRE service desk.</p>"
+            )
+        options = "\n".join(
+            f'<option value="{html.escape(c.code)}">{html.escape(c.code)}: {html.escape(c.title)}</option>'
+            for c in choices
+        )
+        return (
+            f'{banner}<label for="tre-project">Project</label>'
+            f'<select class="form-control" id="tre-project" name="project" required>{options}</select>'
+            "<p>Your workspace sees only this project's data.</p>"
+        )
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return {"project": (formdata.get("project") or [""])[0]}
+
+    # Running as the researcher ---------------------------------------------------------------------
+
+    def _unix_user(self) -> str:
+        if self.tre_plan is None:
+            raise web.HTTPError(500, "the pre-spawn check did not run; no workspace is started without it")
+        return self.tre_plan.unix_user
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        unix = self._unix_user()
+        limits = self._rlimits()
+        setuid = None if self.insecure_single_user else set_user_setuid(unix)
+
+        def preexec() -> None:
+            os.umask(0o077)
+            for which, value in limits:
+                resource.setrlimit(which, (value, value))
+            if setuid is not None:
+                setuid()
+
+        return preexec
+
+    def _rlimits(self) -> list[tuple[int, int]]:
+        limits: list[tuple[int, int]] = []
+        if self.mem_limit and self.address_space_factor > 0:
+            limits.append((resource.RLIMIT_AS, int(self.mem_limit * self.address_space_factor)))
+        if self.max_processes > 0:
+            limits.append((resource.RLIMIT_NPROC, self.max_processes))
+        return limits
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        entry = pwd.getpwnam(self._unix_user())
+        env["USER"] = entry.pw_name
+        env["HOME"] = entry.pw_dir
+        env["SHELL"] = entry.pw_shell or "/bin/bash"
+        return env
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        bin_dir = os.path.join(self.workspace_venv, "bin")
+        env["PATH"] = f"{bin_dir}:/usr/local/bin:/usr/bin:/bin"
+        env["VIRTUAL_ENV"] = self.workspace_venv
+        if self.tre_plan is not None:
+            env.update(self.tre_plan.env)
+        return env
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.tre_plan is not None:
+            state["tre_project"] = self.tre_plan.project
+            state["tre_unix_user"] = self.tre_plan.unix_user
+            state["tre_token_id"] = self.tre_plan.token_id
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if state.get("tre_unix_user"):
+            self.tre_plan = workspace.WorkspacePlan(
+                username=self.user.name,
+                unix_user=state["tre_unix_user"],
+                project=state.get("tre_project", ""),
+                views_dir="",
+                token_id=state.get("tre_token_id", ""),
+            )
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        # The plan (and its token id) is needed by the post-stop hook; it is replaced at the next spawn.
+
+
+def _post_stop(spawner: TreSpawner) -> None:
+    plan = spawner.tre_plan
+    if plan is not None and plan.token_id:
+        workspace.revoke_workspace_token(plan.username, plan.token_id)

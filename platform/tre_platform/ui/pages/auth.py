@@ -1,0 +1,244 @@
+"""Signing in (password, then a TOTP code where the user's roles require one) and signing out.
+
+The session is the API's: the same ``WebSession`` row and ``tre_session`` cookie (HttpOnly, SameSite=Lax,
+Secure per ``settings.cookie_secure``). Before a session exists the sign-in forms are protected from
+cross-site posting by a double-submit token: a random value in an HttpOnly cookie that the form must echo.
+"""
+
+from __future__ import annotations
+
+import secrets
+import urllib.parse
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.datastructures import FormData
+
+from tre_platform.actor import Actor
+from tre_platform.api.audit.service import record
+from tre_platform.api.auth.router import _set_cookies as set_session_cookies
+from tre_platform.api.deps import CSRF_COOKIE, SESSION_COOKIE, DbSession
+from tre_platform.api.users import service as users
+from tre_platform.api.users.models import WebSession
+from tre_platform.errors import Conflict, InvalidInput, Unauthenticated
+from tre_platform.ui.web import (
+    GENERAL,
+    CsrfRejected,
+    LoginRequired,
+    csrf_ok,
+    redirect,
+    render,
+    settings_of,
+    values,
+)
+
+router = APIRouter()
+LOGIN_CSRF_COOKIE = "tre_login_csrf"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect to another host."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parsed = urllib.parse.urlsplit(target)
+    return "/" if parsed.scheme or parsed.netloc else target
+
+
+def _login_token(request: Request) -> tuple[str, bool]:
+    """The pre-session form token: the cookie's, or a new one (True: the cookie must be set)."""
+    existing = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if existing:
+        return existing, False
+    return secrets.token_urlsafe(32), True
+
+
+def _with_login_token(request: Request, response: Response, token: str, new: bool) -> Response:
+    if new:
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE,
+            token,
+            httponly=True,
+            samesite="lax",
+            secure=settings_of(request).cookie_secure,
+            path="/login",
+        )
+    return response
+
+
+async def login_form(request: Request) -> FormData:
+    """The sign-in form, after checking its double-submit token."""
+    form = await request.form()
+    if not csrf_ok(form.get("csrf_token"), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+        raise CsrfRejected()
+    return form
+
+
+LoginForm = Annotated[FormData, Depends(login_form)]
+
+
+def _pending(request: Request, session: DbSession) -> WebSession:
+    """The browser session that has passed the password step (TOTP pending), else back to /login."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise LoginRequired("/login")
+    try:
+        web_session = users.resolve_web_session(session, cookie)
+    except Unauthenticated:
+        raise LoginRequired("/login") from None
+    request.state.actor_label = web_session.user.username
+    return web_session
+
+
+Pending = Annotated[WebSession, Depends(_pending)]
+
+
+async def pending_form(request: Request, web_session: Pending) -> FormData:
+    form = await request.form()
+    if not csrf_ok(form.get("csrf_token"), web_session.csrf_token):
+        raise CsrfRejected()
+    return form
+
+
+PendingForm = Annotated[FormData, Depends(pending_form)]
+
+
+def _login_page(
+    request: Request, *, errors: dict[str, str] | None = None, username: str = "", next_url: str = "/"
+) -> Response:
+    token, new = _login_token(request)
+    response = render(
+        request,
+        "login.html",
+        {
+            "login_token": token,
+            "errors": errors or {},
+            "values": {"username": username},
+            "next": next_url,
+        },
+        status_code=401 if errors else 200,
+    )
+    return _with_login_token(request, response, token, new)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    return _login_page(request, next_url=_safe_next(next))
+
+
+@router.post("/login")
+def login(request: Request, session: DbSession, form: LoginForm) -> Response:
+    data = values(form, "username", "password", "next")
+    next_url = _safe_next(data["next"])
+    errors: dict[str, str] = {}
+    if not data["username"]:
+        errors["username"] = "enter your username"
+    if not form.get("password"):
+        errors["password"] = "enter your password"  # noqa: S105 - a message, not a password
+    if errors:
+        return _login_page(request, errors=errors, username=data["username"], next_url=next_url)
+    password = form.get("password")
+    try:
+        user = users.authenticate(
+            session, data["username"][:64], password if isinstance(password, str) else ""
+        )
+    except Unauthenticated as exc:
+        # Like the API: a failed sign-in changes nothing but is evidence worth keeping.
+        session.rollback()
+        record(
+            session,
+            actor=data["username"][:64],
+            action="auth.login",
+            target_type="users",
+            decision="deny",
+            reasons=["wrong username or password, or account disabled"],
+        )
+        session.commit()
+        return _login_page(
+            request, errors={GENERAL: exc.message}, username=data["username"], next_url=next_url
+        )
+    settings = settings_of(request)
+    mfa_required = users.totp_required(user, settings)
+    web_session, raw = users.start_web_session(session, user, mfa_passed=not mfa_required)
+    if mfa_required:
+        step = "/login/totp" if user.totp_enabled else "/login/enrol"
+        target = f"{step}?{urllib.parse.urlencode({'next': next_url})}"
+    else:
+        target = next_url
+    response = redirect(request, target)
+    set_session_cookies(response, settings, raw, web_session.csrf_token)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+def _totp_page(
+    request: Request, web_session: WebSession, next_url: str, errors: dict[str, str] | None = None
+) -> Response:
+    return render(
+        request,
+        "totp.html",
+        {"csrf_token": web_session.csrf_token, "errors": errors or {}, "next": next_url},
+        status_code=401 if errors else 200,
+    )
+
+
+@router.get("/login/totp")
+def totp_page(request: Request, web_session: Pending, next: str | None = None) -> Response:
+    if web_session.mfa_passed:
+        return redirect(request, _safe_next(next))
+    if not web_session.user.totp_enabled:
+        return redirect(request, "/login/enrol")
+    return _totp_page(request, web_session, _safe_next(next))
+
+
+@router.post("/login/totp")
+def totp(request: Request, session: DbSession, web_session: Pending, form: PendingForm) -> Response:
+    data = values(form, "code", "next")
+    next_url = _safe_next(data["next"])
+    try:
+        users.pass_mfa(session, web_session, data["code"].replace(" ", ""))
+    except (Unauthenticated, Conflict) as exc:
+        session.rollback()
+        return _totp_page(request, web_session, next_url, {"code": exc.message})
+    return redirect(request, next_url)
+
+
+@router.get("/login/enrol")
+def enrol_page(request: Request, session: DbSession, web_session: Pending) -> Response:
+    """A user who must use TOTP but has no factor yet sets one up (their password got them this far)."""
+    if web_session.user.totp_enabled:
+        return redirect(request, "/login/totp" if not web_session.mfa_passed else "/")
+    _, secret, uri = users.start_totp_enrolment(session, Actor.of(web_session.user))
+    return render(request, "enrol.html", {"csrf_token": web_session.csrf_token, "secret": secret, "uri": uri})
+
+
+@router.post("/login/enrol")
+def enrol(request: Request, session: DbSession, web_session: Pending, form: PendingForm) -> Response:
+    data = values(form, "code", "secret", "uri")
+    try:
+        users.confirm_totp(session, Actor.of(web_session.user), data["code"].replace(" ", ""))
+    except (InvalidInput, Conflict) as exc:
+        session.rollback()
+        return render(
+            request,
+            "enrol.html",
+            {
+                "csrf_token": web_session.csrf_token,
+                "secret": data["secret"],
+                "uri": data["uri"],
+                "errors": {"code": exc.message},
+            },
+            status_code=422,
+        )
+    # Proving possession of the new factor completes this sign-in too (as in the API).
+    web_session.mfa_passed = True
+    return redirect(request, "/", "Your authenticator app is set up.")
+
+
+@router.post("/logout")
+def logout(request: Request, session: DbSession, web_session: Pending, form: PendingForm) -> Response:
+    users.end_web_session(session, web_session)
+    response = redirect(request, "/login", "You have signed out.")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response

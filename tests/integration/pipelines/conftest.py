@@ -1,0 +1,152 @@
+"""Fixtures for the ingest pipeline tests: a small world and its demographic index, a data owner and a
+registered dataset, delivery writers, one Spark session and one Dask cluster for the whole session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from factories import make_dataset, make_org, make_user
+from sqlalchemy.orm import Session
+from tre_platform.actor import Actor
+from tre_platform.api.datasets.models import Dataset
+from tre_platform.api.orgs.models import Organisation
+from tre_platform.settings import get_settings
+
+from tre_lib.indexing.demo import build_index_from_world
+from tre_lib.synth import World, generate_world
+from tre_lib.synth import make_dataset as synth_dataset
+
+
+def _col(name: str, type_: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": type_, **extra}
+
+
+#: Demographic identifiers with names, so Splink trains and scores the remainder.
+FULL_SCHEMA = [
+    _col("nhs_number", "string", identifier=True, index="demographic", required=False),
+    _col("given_name", "string", identifier=True, index="demographic"),
+    _col("family_name", "string", identifier=True, index="demographic"),
+    _col("date_of_birth", "date", identifier=True, index="demographic"),
+    _col("sex", "string", allowed=["F", "M", "U"]),
+    _col("admission_date", "date", min="2000-01-01"),
+    _col("length_of_stay", "integer", min=0, max=3650),
+    _col("cost", "float", min=0, required=False),
+    _col("emergency", "boolean", required=False),
+]
+#: NHS number and date of birth only: deterministic matching, fast (no Splink model to train).
+FAST_SCHEMA = [
+    _col("nhs_number", "string", identifier=True, index="demographic", required=False),
+    _col("date_of_birth", "date", identifier=True, index="demographic"),
+    *FULL_SCHEMA[4:],
+]
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return generate_world(400, seed=11)
+
+
+@pytest.fixture(scope="session")
+def episodes(world: World) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """200 hospital episodes shaped to FULL_SCHEMA, and the truth (person of each row)."""
+    records, truth = synth_dataset(world, "hospital_episodes", 200, seed=3)
+    n = len(records)
+    frame = pd.DataFrame(
+        {
+            "nhs_number": records["nhs_number"],
+            "given_name": records["given_name"],
+            "family_name": records["family_name"],
+            "date_of_birth": records["dob"],
+            "sex": records["sex"].fillna("U"),
+            "admission_date": records["admission_date"],
+            "length_of_stay": records["length_of_stay"],
+            "cost": (records["length_of_stay"] * 412.5).round(2),
+            "emergency": ["true" if i % 3 else "false" for i in range(n)],
+        }
+    )
+    return frame, truth
+
+
+@dataclass
+class IngestWorld:
+    """A data owner, their organisation, and datasets registered with FULL_SCHEMA and FAST_SCHEMA."""
+
+    org: Organisation
+    owner: Actor
+    full: Dataset
+    fast: Dataset
+    index_truth: pd.DataFrame
+    data_dir: Path
+
+
+@pytest.fixture
+def ingest_world(session: Session, world: World) -> IngestWorld:
+    data_dir = get_settings().ensure_data_dir()
+    _, index_truth = build_index_from_world(
+        world, "demographic", data_dir / "linkage" / "indexes" / "demographic", fraction=0.9, seed=1
+    )
+    org = make_org(session, kind="data_owner")
+    owner = make_user(session, roles=["data_owner"], organisation_id=org.id)
+    full = make_dataset(session, owner=org, schema=FULL_SCHEMA, name="episodes")
+    fast = make_dataset(session, owner=org, schema=FAST_SCHEMA, name="episodes_fast")
+    session.commit()
+    return IngestWorld(org, Actor.of(owner), full, fast, index_truth, data_dir)
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """Write a frame (or raw text/bytes) as a delivery file and return its path."""
+    counter = iter(range(10_000))
+
+    def write(content: pd.DataFrame | str | bytes, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"delivery-{next(counter)}.csv")
+        if isinstance(content, pd.DataFrame):
+            content.to_csv(path, index=False)
+        elif isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            path.write_bytes(content)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[1] SparkSession with Splink's similarity jar, for the whole test session."""
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("tre-pipelines-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.memory", "1g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[Any]:
+    """One in-process Dask cluster (1 worker, 1 thread) for the whole test session."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -1,0 +1,54 @@
+"""Views on disk written with the manifest format, one SparkSession and one Dask LocalCluster per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from compute_views import make_view
+
+
+@pytest.fixture
+def views(tmp_path: Path) -> Path:
+    root = tmp_path / "projects" / "P-1" / "views"
+    make_view(
+        root,
+        "hes",
+        pd.DataFrame(
+            {"demographic_id": ["a", "b", "c", "d"], "age": [30, 41, 52, 63], "chapter": ["I", "I", "X", "X"]}
+        ),
+    )
+    make_view(
+        root,
+        "lfs-2026",
+        pd.DataFrame({"demographic_id": ["b", "c", "e"], "status": ["employed", "inactive", "inactive"]}),
+    )
+    (root / ".builds").mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("tre-compute-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    yield cluster
+    cluster.close()
