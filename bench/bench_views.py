@@ -26,7 +26,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
-from tre_platform.views.builder import _materialise_arrow, _materialise_spark  # noqa: E402
+from tre_platform.views.builder import _materialise_arrow, _materialise_spark
 
 KEEP = ["demographic_id", "age", "region"]
 

@@ -29,6 +29,8 @@ Build = Callable[[World, str], tuple[dict[str, str], dict[str, Any] | None]]
 class Case:
     build: Build
     expect: dict[str, int]
+    #: Query parameters, for routes that take their subject in the query string.
+    query: Callable[[World, str], dict[str, str]] | None = None
 
 
 def statuses(default: int, anonymous: int = 401, **by_role: int) -> dict[str, int]:
@@ -228,6 +230,12 @@ MATRIX: dict[str, Case] = {
     # Audit
     "GET /api/v1/audit/events": Case(no_body(), ADMIN_ONLY_200),
     "GET /api/v1/audit/verify": Case(no_body(), ADMIN_ONLY_200),
+    # Policy decisions: admins may explain anyone's; others only their own (here: the researcher's).
+    "GET /api/v1/decisions/explain": Case(
+        no_body(),
+        statuses(403, admin=200, researcher=200),
+        query=lambda w, _r: {"user": w.usernames["researcher"], "project": w.ids["submitted"]},
+    ),
 }
 
 
@@ -253,7 +261,8 @@ def test_permission_matrix(route: str, role: str, client: TestClient, world: Wor
     method, template = route.split(" ", 1)
     params, payload = case.build(world, role)
     path = template.format(**params)
-    response = client.request(method, path, json=payload, headers=world.headers(role))
+    query = case.query(world, role) if case.query else None
+    response = client.request(method, path, json=payload, params=query, headers=world.headers(role))
     expected = case.expect[role]
     assert response.status_code == expected, f"{role} {method} {path}: {response.status_code} {response.text}"
     if response.status_code >= 400:

@@ -148,24 +148,35 @@ def hmac_pandas(series: pd.Series, key: HmacKey) -> pd.Series:
     """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     if series.dtype.kind in "fcb" or pd.api.types.is_bool_dtype(series.dtype):
         raise UnsupportedValueError(
             f"cannot pseudonymise a column of dtype {series.dtype}: IDs must be text or integers; "
             "convert it first, e.g. series.astype('Int64') or series.astype('string')"
         )
-    # factorize hashes every distinct ID once (repeated IDs are the norm) and marks nulls with -1.
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    hashed = np.empty(len(uniques) + 1, dtype=object)
-    hashed[:-1] = _hex_all(uniques, key)
-    hashed[-1] = None  # code -1 (null) indexes this last slot
-    out = hashed[codes]
     dtype = series.dtype if isinstance(series.dtype, pd.StringDtype) else object
+    try:
+        array = pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        array = None  # mixed str/int objects, or ints beyond int64: hash value by value below
+    if array is not None:
+        # Arrow, not pd.factorize, finds the distinct values: pandas' string hash table stops at NUL,
+        # so factorize merges "" with "\x00" (found by the property test) and would give them one HMAC.
+        hashed, indices = _hash_distinct(array, key)
+        table = np.empty(len(hashed) + 1, dtype=object)
+        table[:-1] = hashed  # slot -1 stays None, for null indices
+        out = table[indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+    else:
+        nulls = series.isna().to_numpy()
+        values = series.to_numpy(dtype=object)
+        out = np.empty(len(values), dtype=object)
+        out[:] = _hex_all([None if null else v for v, null in zip(values, nulls, strict=True)], key)
     return pd.Series(out, index=series.index, name=series.name, dtype=dtype)
 
 
-def hmac_arrow(array: pa.Array | pa.ChunkedArray, key: HmacKey) -> pa.Array:
-    """HMAC an Arrow array of strings, integers or binary; returns a ``string`` array with nulls kept."""
+def _hash_distinct(array: pa.Array | pa.ChunkedArray, key: HmacKey) -> tuple[list[str], pa.Array]:
+    """Return (HMAC of each distinct value, index of each row's value in that list, null for null rows)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -178,7 +189,7 @@ def hmac_arrow(array: pa.Array | pa.ChunkedArray, key: HmacKey) -> pa.Array:
     if pa.types.is_integer(typ):
         array = pc.cast(array, pa.string())
     elif pa.types.is_null(typ):
-        return pa.nulls(len(array), type=pa.string())
+        array = array.cast(pa.string())
     elif not (
         pa.types.is_string(typ)
         or pa.types.is_large_string(typ)
@@ -190,7 +201,7 @@ def hmac_arrow(array: pa.Array | pa.ChunkedArray, key: HmacKey) -> pa.Array:
         raise UnsupportedValueError(
             f"cannot pseudonymise a column of type {typ}: IDs must be text, integers or binary; cast it first"
         )
-    # dictionary_encode hashes each distinct ID once; null slots keep null indices, so nulls stay null.
+    # dictionary_encode hashes each distinct ID once (repeated IDs are the norm); nulls get null indices.
     encoded = array.dictionary_encode()
     hexdigest = key.hexdigest
     dictionary = encoded.dictionary.to_pylist()
@@ -198,4 +209,13 @@ def hmac_arrow(array: pa.Array | pa.ChunkedArray, key: HmacKey) -> pa.Array:
         hashed = [hexdigest(v.encode("utf-8")) for v in dictionary]
     else:
         hashed = [hexdigest(v) for v in dictionary]
-    return pc.take(pa.array(hashed, type=pa.string()), encoded.indices)
+    return hashed, encoded.indices
+
+
+def hmac_arrow(array: pa.Array | pa.ChunkedArray, key: HmacKey) -> pa.Array:
+    """HMAC an Arrow array of strings, integers or binary; returns a ``string`` array with nulls kept."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hashed, indices = _hash_distinct(array, key)
+    return pc.take(pa.array(hashed, type=pa.string()), indices)

@@ -35,6 +35,7 @@ from tre_platform.api.releases.router import router as releases_router
 from tre_platform.api.users.router import router as users_router
 from tre_platform.db.session import get_engine, make_session_factory
 from tre_platform.errors import TreError, Unauthenticated
+from tre_platform.policy.router import router as policy_router
 from tre_platform.settings import Settings, get_settings
 from tre_platform.ui import mount_ui
 
@@ -230,6 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agreements_router,
         audit_router,
         releases_router,
+        policy_router,
     ):
         api.include_router(router)
     app.include_router(api)

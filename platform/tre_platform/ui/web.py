@@ -122,7 +122,7 @@ def current_auth(request: Request, session: DbSession) -> Auth:
     if required and not web_session.mfa_passed:
         raise LoginRequired("/login/totp" if web_session.user.totp_enabled else "/login/enrol")
     auth = Auth(user=web_session.user, via="session", web_session=web_session, mfa_required=required)
-    request.state.auth = auth
+    request.state.viewer = Viewer.of(auth)
     return auth
 
 
@@ -150,16 +150,46 @@ CheckedForm = Annotated[FormData, Depends(checked_form)]
 
 
 @dataclass(frozen=True)
+class Viewer:
+    """What the layout shows of the signed-in user, copied out of the database session.
+
+    A snapshot, because an error page is rendered after the request's transaction was rolled back,
+    when the ORM objects can no longer be read.
+    """
+
+    id: str
+    username: str
+    full_name: str
+    organisation_name: str
+    role_names: tuple[str, ...]
+    csrf_token: str
+
+    @classmethod
+    def of(cls, auth: Auth) -> Viewer:
+        user = auth.user
+        return cls(
+            id=user.id,
+            username=user.username,
+            full_name=user.full_name,
+            organisation_name=user.organisation.name,
+            role_names=tuple(user.role_names),
+            csrf_token=auth.web_session.csrf_token if auth.web_session is not None else "",
+        )
+
+    def has_role(self, role: Role | str) -> bool:
+        return str(getattr(role, "value", role)) in self.role_names
+
+
+@dataclass(frozen=True)
 class NavItem:
     href: str
     label: str
 
 
-def navigation(auth: Auth | None) -> list[NavItem]:
+def navigation(user: Viewer | None) -> list[NavItem]:
     """The header links a user's roles make useful."""
-    if auth is None:
+    if user is None:
         return []
-    user = auth.user
     items = [NavItem("/", "Home"), NavItem("/projects", "Projects")]
     if user.has_role(Role.admin):
         items += [
@@ -184,13 +214,12 @@ def render(
     status_code: int = 200,
 ) -> Response:
     """Render ``template`` with the layout's context (user, CSRF token, navigation, flash message)."""
-    auth: Auth | None = getattr(request.state, "auth", None)
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
     flash = request.cookies.get(FLASH_COOKIE)
     full: dict[str, Any] = {
-        "auth": auth,
-        "user": auth.user if auth else None,
-        "csrf_token": auth.web_session.csrf_token if auth and auth.web_session else "",
-        "nav": navigation(auth),
+        "user": viewer,
+        "csrf_token": viewer.csrf_token if viewer else "",
+        "nav": navigation(viewer),
         "path": request.url.path,
         "flash": urllib.parse.unquote(flash) if flash else None,
         "errors": {},

@@ -105,3 +105,14 @@ def test_dask_task_names_depend_on_the_key_but_do_not_contain_it(dask_client: An
     assert first._name != second._name  # different keys must never share cached results
     assert KEY.hex() not in first._name
     assert first.compute().tolist() == [_ref("a"), _ref("b")]
+
+
+def test_pandas_keeps_strings_that_differ_only_after_a_nul_apart():
+    """Regression: pd.factorize merges "" and "\\x00" (its string hash table stops at NUL)."""
+    values = ["", "\x00", "a\x00b", "a"]
+    assert hmac_sha256(pd.Series(values), KEY).tolist() == [_ref(v) for v in values]
+
+
+def test_pandas_mixed_object_columns_and_huge_integers_hash_value_by_value():
+    s = pd.Series(["a", 7, 2**70, None, float("nan")], dtype=object)
+    assert hmac_sha256(s, KEY).tolist() == [_ref("a"), _ref("7"), _ref(str(2**70)), None, None]
