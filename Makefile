@@ -10,7 +10,7 @@ export TRE_DATA_DIR ?= $(CURDIR)/.tre
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: run test setup setup-dev lint typecheck pytest pytest-postgres bench clean help
+.PHONY: run test setup setup-dev workspace-venv lint typecheck pytest pytest-postgres bench clean help
 
 help:
 	@echo "make run    - install, migrate and start tre with demo data"
@@ -31,11 +31,21 @@ node_modules/.bin/configurable-http-proxy: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
+/usr/bin/python3.11:
+	@echo "Installing Debian's python3.11 for the workspace environment (researchers cannot run root's pyenv)"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11 python3.11-venv
+
+# The environment the researchers' single-user servers run in, outside root's private home.
+workspace-venv: $(VENV)/.runtime /usr/bin/python3.11
+	@/usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv)
+	deploy/local/build-workspace-venv.sh
+
 /usr/bin/chromium:
 	@echo "Installing Debian's chromium for the browser tests (never 'playwright install')"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-setup: $(VENV)/.runtime node_modules/.bin/configurable-http-proxy
+setup: $(VENV)/.runtime node_modules/.bin/configurable-http-proxy workspace-venv
 
 setup-dev: setup $(VENV)/.dev /usr/bin/chromium
 

@@ -39,6 +39,9 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     data_dir = tmp_path / "tre-data"
     monkeypatch.setenv("TRE_DATA_DIR", str(data_dir))
     monkeypatch.setenv("TRE_ENV", "test")
+    # Enforcement after changes creates Unix users/groups and talks to the hub: only the tests about it
+    # turn it on (tests/integration/cli, tests/integration/views).
+    monkeypatch.setenv("TRE_ENFORCE_ON_CHANGE", "false")
     monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
     monkeypatch.delenv("TRE_SECRET_KEY", raising=False)
     get_settings.cache_clear()

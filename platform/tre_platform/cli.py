@@ -675,15 +675,17 @@ def agreement_revoke(
     _run(body)
 
 
-def _mount_policy() -> None:
-    try:
-        from tre_platform.policy.cli import policy_app
-    except ImportError:  # pragma: no cover - the policy package is part of the distribution
-        return
+def _mount_subapps() -> None:
+    from tre_platform.hub.cli import hub_app
+    from tre_platform.policy.cli import policy_app
+    from tre_platform.views.cli import view_app
+
     app.add_typer(policy_app, name="policy")
+    app.add_typer(view_app, name="view")
+    app.add_typer(hub_app, name="hub")
 
 
-_mount_policy()
+_mount_subapps()
 
 
 def main() -> None:  # pragma: no cover

@@ -30,6 +30,15 @@ class Environment(enum.StrEnum):
     prod = "prod"
 
 
+class StorageMode(enum.StrEnum):
+    """How project storage is separated on this host."""
+
+    #: Per-project Unix groups, per-researcher Unix users; needs root. The default.
+    unix = "unix"
+    #: No separation at all: for a laptop without root, with synthetic data only. Loudly labelled.
+    insecure_single_user = "insecure-single-user"
+
+
 class SettingsError(ValueError):
     """The configuration cannot be used; the message says which variable to fix."""
 
@@ -67,6 +76,32 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(False, description="mark cookies Secure (set true behind HTTPS)")
     spark_master: str = Field("local[2]", description="Spark master for pipelines and workspaces")
     dask_scheduler: str | None = Field(None, description="Dask scheduler address; default a LocalCluster")
+
+    # Workspaces ---------------------------------------------------------------------------------
+    storage_mode: StorageMode = Field(
+        StorageMode.unix,
+        description="unix (per-project groups, needs root) | insecure-single-user (laptops, synthetic data)",
+    )
+    workspace_venv: Path = Field(
+        Path("/opt/tre/workspace-venv"),
+        description="environment the single-user servers run in (readable by researchers' Unix users)",
+    )
+    hub_bind_url: str = Field("http://127.0.0.1:8081", description="where JupyterHub's proxy listens")
+    hub_api_port: int = Field(8082, ge=1, le=65535, description="port of the hub's own API (loopback)")
+    proxy_api_port: int = Field(8083, ge=1, le=65535, description="configurable-http-proxy API port")
+    workspace_mem_limit: str = Field("4G", description="memory a single-user server may use")
+    workspace_cpu_limit: float = Field(2.0, gt=0, description="CPUs a single-user server may use")
+    workspace_idle_timeout: int = Field(3600, ge=60, description="seconds before an idle server is culled")
+    workspace_token_hours: int = Field(12, ge=1, le=168, description="lifetime of a workspace's API token")
+    spark_conf_json: str = Field("", description="extra Spark conf for workspaces (JSON object)")
+    workspace_dask_scheduler: str | None = Field(None, description="Dask scheduler for workspaces")
+    workspace_spark_master: str | None = Field(
+        None, description="Spark master for workspaces (default local[*] inside the server)"
+    )
+    enforce_on_change: bool = Field(
+        True,
+        description="after a revocation, expiry or approval change, rebuild views and stop refused workspaces",
+    )
 
     @field_validator("totp_required_roles", mode="before")
     @classmethod

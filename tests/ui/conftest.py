@@ -45,10 +45,11 @@ SignIn = Callable[[str], str]
 
 @pytest.fixture
 def signed_in(client: TestClient, db: Session, world: object) -> SignIn:
-    """``signed_in(role)`` puts a fresh session for that world user in the client; returns its CSRF token."""
+    """``signed_in(role)`` puts a fresh session for that world user (or a user id) in the client; returns
+    the session's CSRF token."""
 
     def sign_in(role: str) -> str:
-        user = db.get(User, world.ids[role])  # type: ignore[attr-defined]
+        user = db.get(User, world.ids.get(role, role))  # type: ignore[attr-defined]
         assert user is not None
         web_session, raw = users.start_web_session(db, user, mfa_passed=True)
         token = web_session.csrf_token

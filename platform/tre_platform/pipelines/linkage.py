@@ -38,6 +38,8 @@ from tre_platform.errors import InvalidInput
 from tre_platform.pipelines.validation import ColumnRule
 
 ROW = "_row"
+#: Below this many rows, Splink's Spark backend samples u in one chunk.
+SMALL_FOR_SPARK = 100_000
 
 #: Common delivery column names for index inputs (a column named as the input itself always works).
 ALIASES: dict[str, str] = {
@@ -149,6 +151,9 @@ def _spec(
     elif base.comparisons is not None and backend == "spark":
         overrides["backend"] = "spark"
         overrides["spark_session"] = spark
+        if len(frame) < SMALL_FOR_SPARK:
+            # Splink's u-sampling probe phase is a dozen Spark jobs; on a small delivery one chunk is enough.
+            overrides["u_num_chunks"] = 1
     rules = [rule for rule in base.deterministic_rules if set(rule) <= available]
     if not rules and available:
         # No standard key: match exactly on everything the delivery has (given_name is covered by its

@@ -27,6 +27,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tre_platform.errors import TreError
+from tre_platform.settings import StorageMode
+
+__all__ = ["StorageMode"]
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +43,6 @@ INSECURE_BANNER = (
     "INSECURE SINGLE-USER DEVELOPMENT MODE: every workspace runs as the same Unix user and nothing "
     "separates one project's data from another's. Never use this with real data."
 )
-
-
-class StorageMode(enum.StrEnum):
-    """How project storage is separated on this host."""
-
-    #: Per-project Unix groups, per-researcher Unix users; needs root. The default.
-    unix = "unix"
-    #: No separation at all: for a laptop without root, with synthetic data only. Loudly labelled.
-    insecure_single_user = "insecure-single-user"
 
 
 class NotRootError(TreError):

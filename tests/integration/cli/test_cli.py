@@ -156,3 +156,37 @@ def test_unknown_user_for_as_is_a_clear_error(demo: str) -> None:
     code, _, err = tre("project", "list", "--as", "nobody")
     assert code == 1
     assert "no user named 'nobody'" in err
+
+
+def test_changes_that_affect_access_trigger_enforcement(demo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Revocations and approvals call the enforcer (views rebuilt, refused workspaces stopped)."""
+    import tre_platform.views.enforce as enforce
+    from tre_platform.settings import get_settings
+
+    calls: list[list[str] | None] = []
+
+    def fake_enforce(session: object, actor: object, *, project_ids: list[str] | None = None) -> object:
+        calls.append(project_ids)
+        return enforce.EnforcementReport()
+
+    monkeypatch.setenv("TRE_ENFORCE_ON_CHANGE", "true")
+    get_settings.cache_clear()
+    monkeypatch.setattr(enforce, "enforce_access", fake_enforce)
+    submitted = next(p for p in json.loads(tre("project", "list", "--json")[1]) if p["state"] == "submitted")
+    assert tre("project", "transition", submitted["code"], "approve", "--as", "approver")[0] == 0
+    assert calls == [[submitted["id"]]]
+    assert (
+        tre("agreement", "revoke", "DSA-NHS-2026-01", "--reason", "ended early", "--as", "owner-health")[0]
+        == 0
+    )
+    assert calls[-1] is None  # every project with views is re-checked
+
+
+def test_enforcement_can_be_turned_off(demo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tre_platform.views.enforce as enforce
+
+    monkeypatch.setattr(enforce, "enforce_access", lambda *a, **k: pytest.fail("enforcement ran while off"))
+    assert (
+        tre("agreement", "revoke", "DSA-NHS-2026-01", "--reason", "ended early", "--as", "owner-health")[0]
+        == 0
+    )

@@ -19,6 +19,7 @@ from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.users.models import Role
 from tre_platform.clock import clock
+from tre_platform.hooks import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 
@@ -216,4 +217,5 @@ def revoke_agreement(
     agreement.revoked_reason = data.reason
     session.flush()
     audit(session, actor, "agreement.revoke", agreement, reason=data.reason)
+    access_changed(session, actor)
     return agreement

@@ -19,6 +19,7 @@ from tre_platform.actor import Actor
 from tre_platform.api.common import audit, check_user
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.projects.models import (
+    USABLE_STATES,
     VALID_TRANSITIONS,
     Project,
     ProjectAction,
@@ -30,6 +31,7 @@ from tre_platform.api.projects.models import (
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate, ProjectUpdate
 from tre_platform.api.users.models import Role, User, UserRole
 from tre_platform.clock import clock
+from tre_platform.hooks import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 
 #: States in which the application can still be edited.
@@ -352,6 +354,9 @@ def transition(
         from_state=from_state.value,
         to_state=to_state.value,
     )
+    if to_state in USABLE_STATES or from_state in USABLE_STATES:
+        # Approval builds the views; closing or expiry removes them and stops the workspaces.
+        access_changed(session, actor, [project.id])
     return project
 
 

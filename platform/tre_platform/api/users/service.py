@@ -32,6 +32,7 @@ from tre_platform.api.users.schemas import (
     UserUpdate,
 )
 from tre_platform.clock import clock
+from tre_platform.hooks import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from tre_platform.settings import Settings, get_settings
 
@@ -225,6 +226,7 @@ def revoke_accreditation(
     accreditation.revoked_reason = data.reason
     session.flush()
     audit(session, actor, "user.accreditation.revoke", accreditation, user_id=user_id, reason=data.reason)
+    access_changed(session, actor)
     return accreditation
 
 

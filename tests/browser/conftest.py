@@ -1,0 +1,163 @@
+"""A real server and a real browser for the Playwright tests, one of each per test session.
+
+The server is uvicorn running ``create_app`` in a subprocess on a free loopback port, on a SQLite database
+in a temporary data directory seeded with the demo world (``tre_platform.demo.seed``). The browser is
+Debian's chromium, driven headless by Playwright; it is never downloaded (no ``playwright install``).
+Screenshots go to ``test-artifacts/screenshots/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyotp
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+    totp_secret: str | None
+
+    def code(self) -> str:
+        assert self.totp_secret, f"{self.username} has no second factor"
+        return pyotp.TOTP(self.totp_secret).now()
+
+
+@dataclass(frozen=True)
+class DemoServer:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    logins: dict[str, Login]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    # Poll until the server answers; a crash is reported with its log rather than waited on.
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 - loopback URL
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    """uvicorn serving the demo world; ``env`` points this process's settings at the same data."""
+    from tre_platform.db.migrate import upgrade
+    from tre_platform.db.session import reset_engines, session_scope
+    from tre_platform.demo.seed import seed
+    from tre_platform.settings import get_settings
+
+    data_dir = tmp_path_factory.mktemp("browser-data")
+    env = {
+        "TRE_DATA_DIR": str(data_dir),
+        "TRE_DATABASE_URL": f"sqlite:///{data_dir / 'tre.db'}",
+        "TRE_ENV": "test",
+        "TRE_SECRET_KEY": "browser-" + secrets.token_urlsafe(32),
+        "TRE_HUB_URL": "http://127.0.0.1:8081",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        upgrade(env["TRE_DATABASE_URL"])
+        with session_scope() as session:
+            demo = seed(session)
+        reset_engines()
+    get_settings.cache_clear()
+    logins = {d.username: Login(d.username, d.password, d.totp_secret) for d in demo}
+    (data_dir / "logins.json").write_text(json.dumps(sorted(logins)))
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = data_dir / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tre_platform.api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_up(url, process, log)
+        yield DemoServer(url=url, data_dir=data_dir, env=env, logins=logins)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make setup-dev); never 'playwright install'")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object, demo_server: DemoServer) -> Iterator[object]:
+    """A fresh browser context (no cookies) at laptop size, on the demo server."""
+    context = browser.new_context(base_url=demo_server.url, viewport={"width": 1366, "height": 800})  # type: ignore[attr-defined]
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
