@@ -122,13 +122,13 @@ def test_data_owner_grants_and_revokes_an_agreement(page: Page, demo_server: obj
 
 def test_admin_reviews_the_audit_log(page: Page, demo_server: object, shots: Path) -> None:
     sign_in(page, demo_server, "admin")
-    page.get_by_role("link", name="Audit log").click()
+    page.get_by_role("link", name="Audit log", exact=True).click()
     expect(page.locator(".notice")).to_contain_text("chain intact")
     page.get_by_label("Action").fill("agreement.")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("tbody tr").first).to_contain_text("agreement.")
     shot(page, shots, "admin-audit")
-    page.get_by_role("link", name="Accreditations").click()
+    page.get_by_role("link", name="Accreditations", exact=True).click()
     expect(page.locator(".notice.warn")).to_contain_text("expire")
     shot(page, shots, "admin-accreditations")
 
