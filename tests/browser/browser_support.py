@@ -15,7 +15,9 @@ from tre_lib.disclosure import protect_table
 from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 
 
-def release_in_review(server: object, monkeypatch: pytest.MonkeyPatch, username: str, frame: pd.DataFrame) -> str:
+def release_in_review(
+    server: object, monkeypatch: pytest.MonkeyPatch, username: str, frame: pd.DataFrame
+) -> str:
     """A release request of ``username``'s active demo project, holding a protected region count table,
     submitted (so the server has run its checks) and waiting for the output checkers; returns its id."""
     from tre_platform.db.session import reset_engines, session_scope

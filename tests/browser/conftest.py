@@ -140,7 +140,9 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make setup-dev); never 'playwright install'")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (make setup-dev); never 'playwright install'"
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield chromium

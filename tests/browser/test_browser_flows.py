@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from playwright.sync_api import Page, expect
-
 from browser_support import release_in_review
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
 
@@ -38,7 +37,9 @@ def shot(page: Page, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
-def test_researcher_applies_approver_approves_admin_activates(page: Page, demo_server: object, shots: Path) -> None:
+def test_researcher_applies_approver_approves_admin_activates(
+    page: Page, demo_server: object, shots: Path
+) -> None:
     sign_in(page, demo_server, "alice")
     shot(page, shots, "researcher-home")
     page.get_by_role("link", name="Apply for a project").first.click()
@@ -65,7 +66,9 @@ def test_researcher_applies_approver_approves_admin_activates(page: Page, demo_s
 
     sign_in(page, demo_server, "approver")
     page.get_by_role("link", name=code.group(0)).click()
-    expect(page.get_by_role("heading", name="Requested data and the agreements that cover it")).to_be_visible()
+    expect(
+        page.get_by_role("heading", name="Requested data and the agreements that cover it")
+    ).to_be_visible()
     expect(page.locator("table.coverage")).to_contain_text("DSA-NHS-2026-01")
     page.get_by_label("Comment to the applicants").fill("Clear benefit; columns are minimal.")
     shot(page, shots, "approver-decision")

@@ -82,7 +82,9 @@ def test_every_page_route_is_in_the_access_matrix(client: TestClient) -> None:
     assert len(get_routes) > 20
     # Sign-in pages are public; chart, file and bundle downloads are covered by their own tests.
     public_or_downloads = {"/login", "/login/totp", "/login/enrol", "/projects/check"}
-    downloads = {p for p in get_routes if p.endswith(("/bundle", "/charts/{kind}/{name}", "/files/{file_id}"))}
+    downloads = {
+        p for p in get_routes if p.endswith(("/bundle", "/charts/{kind}/{name}", "/files/{file_id}"))
+    }
     templated = {re.sub(r"\?.*", "", re.sub(r"\{\w+\}", "{x}", p)) for p in PAGES}
     missing = {
         p
@@ -135,7 +137,9 @@ def test_a_refused_form_changes_nothing_and_the_same_form_with_its_token_works(
     assert row_counts(db)["organisations"] == before["organisations"] + 1
 
 
-def test_data_owner_sees_no_object_of_another_organisation(client: TestClient, world: World, signed_in) -> None:
+def test_data_owner_sees_no_object_of_another_organisation(
+    client: TestClient, world: World, signed_in
+) -> None:
     signed_in("data_owner")  # owner of the Health Data Agency (hes); lfs belongs to the Labour Market Office
     agreements = client.get("/agreements").text
     assert world.ids["active_agreement"] in agreements

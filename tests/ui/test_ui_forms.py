@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from factories import World, fresh, make_user, row_counts
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tre_platform.actor import Actor
 from tre_platform.api.agreements.models import DataSharingAgreement
@@ -29,7 +28,9 @@ TODAY = clock.today()
 
 def field_error(html: str, field: str) -> str:
     """The message shown next to ``field`` (fails if there is none)."""
-    found = re.search(rf'id="{re.escape(field)}-error"><span class="visually-hidden">Error: </span>([^<]+)<', html)
+    found = re.search(
+        rf'id="{re.escape(field)}-error"><span class="visually-hidden">Error: </span>([^<]+)<', html
+    )
     assert found, f"no error message next to {field!r}"
     return found.group(1)
 
@@ -161,7 +162,11 @@ def test_a_pending_agreement_can_be_edited_but_not_into_bad_terms(
     assert "Change the terms" in page.text
     starts = TODAY + dt.timedelta(days=40)
     form = _agreement_form(
-        world, token, title="Renamed terms", valid_from=starts.isoformat(), valid_to=(starts - dt.timedelta(days=1)).isoformat()
+        world,
+        token,
+        title="Renamed terms",
+        valid_from=starts.isoformat(),
+        valid_to=(starts - dt.timedelta(days=1)).isoformat(),
     )
     bad = client.post(f"/agreements/{pending}/edit", data=form)
     assert bad.status_code == 422 and field_error(bad.text, "valid_to")
@@ -202,7 +207,9 @@ def test_a_bad_application_is_refused_next_to_its_fields_and_creates_nothing(
     assert "20" in field_error(response.text, "lay_summary")
     unknown = client.post("/projects", data=_application(world, token, db, members="nobody-here"))
     assert unknown.status_code == 422 and "nobody-here" in field_error(unknown.text, "members")
-    no_data = client.post("/projects", data=_application(world, token, db, **{f"columns-{world.ids['hes']}": []}))
+    no_data = client.post(
+        "/projects", data=_application(world, token, db, **{f"columns-{world.ids['hes']}": []})
+    )
     assert no_data.status_code == 422 and field_error(no_data.text, "datasets")
     assert row_counts(db) == before
 
@@ -234,16 +241,28 @@ def test_researcher_applies_approver_decides_admin_activates(
     token = signed_in("approver")
     page = client.get(f"/projects/{project_id}")
     assert "Your decision" in page.text and "✔ covered" in page.text
-    no_comment = client.post(f"/projects/{project_id}/transition", data={"action": "return", "csrf_token": token})
+    no_comment = client.post(
+        f"/projects/{project_id}/transition", data={"action": "return", "csrf_token": token}
+    )
     assert no_comment.status_code == 422 and field_error(no_comment.text, "comment")
     assert fresh(db).get(Project, project_id).state is ProjectState.submitted  # type: ignore[union-attr]
-    approve = {"action": "approve", "comment": "Proportionate and in the public interest.", "csrf_token": token}
-    assert client.post(f"/projects/{project_id}/transition", data=approve, follow_redirects=False).status_code == 303
+    approve = {
+        "action": "approve",
+        "comment": "Proportionate and in the public interest.",
+        "csrf_token": token,
+    }
+    assert (
+        client.post(f"/projects/{project_id}/transition", data=approve, follow_redirects=False).status_code
+        == 303
+    )
 
     token = signed_in("admin")
     assert project_id in client.get("/").text, "the admin's home lists it for activation"
     activate = {"action": "activate", "comment": "workspace ready", "csrf_token": token}
-    assert client.post(f"/projects/{project_id}/transition", data=activate, follow_redirects=False).status_code == 303
+    assert (
+        client.post(f"/projects/{project_id}/transition", data=activate, follow_redirects=False).status_code
+        == 303
+    )
     assert fresh(db).get(Project, project_id).state is ProjectState.active  # type: ignore[union-attr]
 
     signed_in("researcher")
@@ -257,7 +276,9 @@ def test_an_approver_cannot_decide_on_their_own_application(
     submitted = world.ids["submitted"]
     page = client.get(f"/projects/{submitted}")
     assert "Your decision" not in page.text
-    response = client.post(f"/projects/{submitted}/transition", data={"action": "approve", "csrf_token": token})
+    response = client.post(
+        f"/projects/{submitted}/transition", data={"action": "approve", "csrf_token": token}
+    )
     assert response.status_code == 403
     assert fresh(db).get(Project, submitted).state is ProjectState.submitted  # type: ignore[union-attr]
 
@@ -321,10 +342,14 @@ def test_output_checkers_review_with_the_second_checker_rule(
     assert request_id in client.get("/").text, "the queue on the checker's home page"
     page = client.get(f"/releases/{request_id}")
     assert 'class="output"' in page.text and "suppressed" in page.text, "the table with its suppressed cells"
-    no_comment = client.post(f"/releases/{request_id}/review", data={"decision": "reject", "csrf_token": token})
+    no_comment = client.post(
+        f"/releases/{request_id}/review", data={"decision": "reject", "csrf_token": token}
+    )
     assert no_comment.status_code == 422 and field_error(no_comment.text, "comment")
     approve = {"decision": "approve", "comment": "fine", "csrf_token": token}
-    assert client.post(f"/releases/{request_id}/review", data=approve, follow_redirects=False).status_code == 303
+    assert (
+        client.post(f"/releases/{request_id}/review", data=approve, follow_redirects=False).status_code == 303
+    )
     # The same checker cannot approve twice: the policy engine refuses, the page says why.
     again = client.post(f"/releases/{request_id}/review", data=approve)
     assert again.status_code == 422 and "already reviewed" in again.text

@@ -35,7 +35,9 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD, next_ur
     )
 
 
-def test_a_researcher_signs_in_with_a_password_and_gets_safe_cookies(client: TestClient, world: World) -> None:
+def test_a_researcher_signs_in_with_a_password_and_gets_safe_cookies(
+    client: TestClient, world: World
+) -> None:
     response = sign_in(client, "researcher", next_url="/projects")
     assert response.status_code == 303 and response.headers["location"] == "/projects"
     cookie = set_cookie_headers(response)[SESSION_COOKIE].lower()
@@ -100,7 +102,9 @@ def test_an_admin_enrols_totp_at_first_sign_in_then_needs_a_code(
     secret = re.search(r'class="secret">([A-Z2-7]+)<', enrol.text)
     assert secret, "the enrolment page shows the key"
     token = form_token(enrol.text)
-    wrong = client.post("/login/enrol", data={"code": "000000", "csrf_token": token, "secret": secret.group(1)})
+    wrong = client.post(
+        "/login/enrol", data={"code": "000000", "csrf_token": token, "secret": secret.group(1)}
+    )
     assert wrong.status_code == 422 and 'id="code-error"' in wrong.text
     code = pyotp.TOTP(secret.group(1)).now()
     done = client.post("/login/enrol", data={"code": code, "csrf_token": token}, follow_redirects=False)

@@ -34,7 +34,7 @@ class HmacKey:
     """An HMAC-SHA256 key with its inner and outer hash states precomputed.
 
     ``hashlib``'s ``copy()`` of a state that has already absorbed ``K0 xor ipad`` saves hashing the pad for
-    every value; measured 2.4x faster than ``hmac.new`` per value (bench/bench_hmac.py), and the tests check
+    every value; about 2x faster than ``hmac.new`` per value (bench/bench_hmac.py), and the tests check
     it against RFC 4231 and ``hmac.new`` for random input. It pickles (Spark and Dask ship it to workers
     inside closures, never inside a query plan) but never shows the key in ``repr``.
     """

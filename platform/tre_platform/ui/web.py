@@ -69,7 +69,15 @@ def _label(value: object) -> str:
     return str(text).replace("_", " ")
 
 
+def _number(value: float | int) -> str:
+    """12.0 -> 12, 0.123456 -> 0.1235: published statistics without noise digits."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 templates.env.filters["date"] = _date
+templates.env.filters["number"] = _number
 templates.env.filters["days_left"] = _days_left
 templates.env.filters["label"] = _label
 templates.env.globals["EXPIRY_WARNING_DAYS"] = EXPIRY_WARNING_DAYS

@@ -134,7 +134,7 @@ def user_list(
     role: str | None = None,
 ) -> Response:
     check_admin(auth.actor, "manage users")
-    role_filter = Role(role) if role in Role.__members__ else None
+    role_filter = Role(role) if role and role in Role.__members__ else None
     found = users.list_users(
         session, auth.actor, organisation_id=organisation_id or None, role=role_filter, limit=500
     )

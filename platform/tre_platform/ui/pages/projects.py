@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.datastructures import FormData
+from starlette.datastructures import ImmutableMultiDict
 
 from tre_platform.api.datasets import service as datasets
 from tre_platform.api.datasets.models import Dataset
@@ -80,13 +80,14 @@ DECISIONS = [("approve", "Approve"), ("return", "Return for changes"), ("reject"
 # Reading an application form ----------------------------------------------------------------------
 
 
-def _requested(form: FormData | Mapping[str, Any], catalogue: list[Dataset]) -> dict[str, list[str]]:
-    """Dataset id -> the columns ticked for it (``columns-<id>`` fields); datasets with none are left out."""
-    getlist = getattr(form, "getlist", None)
+def _requested(form: ImmutableMultiDict[str, Any], catalogue: list[Dataset]) -> dict[str, list[str]]:
+    """Dataset id -> the columns ticked for it (``columns-<id>`` fields); datasets with none are left out.
+
+    ``form`` is the posted form or, for the live check, the query string: both are multi-dicts.
+    """
     out: dict[str, list[str]] = {}
     for dataset in catalogue:
-        name = f"columns-{dataset.id}"
-        raw = getlist(name) if getlist else form.get(name, [])
+        raw = form.getlist(f"columns-{dataset.id}")
         chosen = [c for c in raw if isinstance(c, str) and c in dataset.research_columns]
         if chosen:
             out[dataset.id] = chosen
@@ -171,7 +172,7 @@ def _live_coverage(
 
 @router.get("")
 def project_list(request: Request, session: DbSession, auth: PageAuth, state: str | None = None) -> Response:
-    chosen = ProjectState(state) if state in ProjectState.__members__ else None
+    chosen = ProjectState(state) if state and state in ProjectState.__members__ else None
     found = projects.list_projects(session, auth.actor, state=chosen, limit=500)
     return render(
         request,
@@ -244,7 +245,7 @@ def project_create(request: Request, session: DbSession, auth: PageAuth, form: C
     except FORM_ERRORS as exc:
         errors = form_failure(session, exc, fields)
         if "columns" in errors or "dataset_id" in errors:
-            errors["datasets"] = errors.pop("columns", None) or errors.pop("dataset_id")
+            errors["datasets"] = errors.pop("columns", "") or errors.pop("dataset_id", "")
         return _new_page(request, session, auth, data, requested, errors)
     done = "submitted for approval" if data["intent"] == "submit" else "saved as a draft"
     return redirect(request, f"/projects/{project.id}", f"Application {project.code} {done}.")

@@ -70,7 +70,7 @@ def output_table(check: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _request_list(request: Request, session: Session, auth: Auth, state: str | None) -> Response:
-    chosen = ReleaseState(state) if state in ReleaseState.__members__ else None
+    chosen = ReleaseState(state) if state and state in ReleaseState.__members__ else None
     found = releases.list_requests(session, auth.actor, state=chosen, limit=500)
     queue = checker_queue(session, auth.actor) if auth.user.has_role(Role.output_checker) else []
     return render(
