@@ -629,11 +629,11 @@ class _System:
         self, rows: Sequence[int], atoms: _Atoms, targets: list[int]
     ) -> tuple[tuple[float, float], tuple[tuple[str, tuple[Label, ...], float], ...]]:
         n_atoms = len(atoms.members)
-        if not targets:
+        if not targets:  # the set is in no published cell at all
             return (0.0, math.inf), ()
-        # The fine cells no published row constrains are free; any target containing one is unbounded.
-        covered = set().union(*(set(self.fine[r].tolist()) for r in rows)) if rows else set()
-        if any(int(f) not in covered for a in targets for f in atoms.members[a]):
+        # An atom in no published row is free: a target holding one is unbounded.
+        in_rows = np.diff(atoms.matrix.tocsc().indptr)
+        if any(in_rows[a] == 0 for a in targets):
             return (0.0, math.inf), ()
         lows = np.array([self.bounds[r][0] for r in rows])
         highs = np.array([self.bounds[r][1] for r in rows])
@@ -651,29 +651,29 @@ class _System:
             b_ub = np.concatenate([highs[inexact], -lows[inexact]])
         objective = np.zeros(n_atoms)
         objective[targets] = 1.0
-        ends = []
         combination: tuple[tuple[str, tuple[Label, ...], float], ...] = ()
-        for sign in (1.0, -1.0):
+        hi = lo = 0.0
+        # Largest value first: an unbounded or zero maximum settles the interval without the second LP.
+        for sign in (-1.0, 1.0):
             res = linprog(
                 sign * objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs"
             )
             if res.status == 3:
-                ends.append(math.inf)
-                continue
+                return (0.0, math.inf), ()
             if res.status != 0:
                 raise DifferencingError(
                     f"the differencing LP did not solve ({res.message}); the ledger's releases of this "
                     "dataset contradict each other (was the data changed between releases?)"
                 )
-            ends.append(sign * float(res.fun))
             if sign < 0:
+                # Counts are whole numbers: round inwards, as the table audit does.
+                hi = float(math.floor(-float(res.fun) + 1e-6))
                 combination = self._certificate(rows, exact, inexact, res)
-        lo, hi = ends
-        # Counts are whole numbers: round inwards, as the table audit does.
-        return (
-            float(math.ceil(lo - 1e-6)),
-            float(math.floor(hi + 1e-6)) if math.isfinite(hi) else hi,
-        ), combination
+                if hi <= 0:
+                    return (0.0, 0.0), combination
+            else:
+                lo = float(math.ceil(float(res.fun) - 1e-6))
+        return (lo, hi), combination
 
     def _certificate(
         self, rows: Sequence[int], exact: np.ndarray, inexact: np.ndarray, res: Any

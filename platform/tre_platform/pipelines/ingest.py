@@ -45,6 +45,9 @@ EngineName = Literal["auto", "pandas", "spark", "dask"]
 ENGINES = ("auto", "pandas", "spark", "dask")
 #: With engine="auto", deliveries at least this large run on Spark (smaller ones on pandas).
 AUTO_SPARK_BYTES = 256 * 1024 * 1024
+#: On the Spark engine, Splink runs on Spark from this many rows (below, DuckDB is faster on one machine:
+#: Splink's Spark backend runs dozens of small jobs to train a model).
+SPLINK_SPARK_MIN_ROWS = 500_000
 STAGES = ("receive", "validate", "link", "pseudonymise", "quality", "write", "publish")
 
 Progress = Callable[[str], None]
@@ -190,7 +193,8 @@ def ingest(
         allow_duplicate: Publish even if an earlier version came from a byte-identical file.
         spark: SparkSession for the Spark engine (default: the active one, or a new one on
             ``settings.spark_master``).
-        match_backend: Splink backend, ``"duckdb"`` or ``"spark"`` (default: Spark's on the Spark engine).
+        match_backend: Splink backend, ``"duckdb"`` or ``"spark"`` (default: Spark's on the Spark engine
+            for deliveries of at least ``SPLINK_SPARK_MIN_ROWS`` rows, DuckDB otherwise).
         progress: A context-manager factory taking the stage names and yielding ``advance(stage)``
             (:func:`rich_progress` for a terminal); default silent.
 
@@ -272,7 +276,9 @@ def ingest(
             evidence = sorted({c for g in groups for c in g.inputs})
             reports_staging = publish.new_staging(reports_parent)
             reports_staging.mkdir(mode=0o700)
-            backend = match_backend or ("spark" if engine_name == "spark" else "duckdb")
+            backend = match_backend or (
+                "spark" if engine_name == "spark" and runner.n_rows >= SPLINK_SPARK_MIN_ROWS else "duckdb"
+            )
             linkage = link(
                 runner.identifiers(evidence),
                 groups,

@@ -81,7 +81,15 @@ def test_spark_engine_matches_with_splinks_spark_backend(
     session: Session, ingest_world: IngestWorld, episodes: Any, write_csv: Any, spark: Any
 ) -> None:
     frame = episodes[0].iloc[:80]
-    version = ingest(session, ingest_world.owner, "episodes", write_csv(frame), engine="spark", spark=spark)
+    version = ingest(
+        session,
+        ingest_world.owner,
+        "episodes",
+        write_csv(frame),
+        engine="spark",
+        spark=spark,
+        match_backend="spark",
+    )
     report = version.match_report["demographic"]
     assert report["backend"] == "spark"
     assert report["counts"]["deterministic"] + report["counts"]["probabilistic"] > 0.8 * len(frame)

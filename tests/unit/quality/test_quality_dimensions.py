@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -64,20 +63,6 @@ def test_an_empty_frame_is_fully_good_not_undefined() -> None:
     empty = pd.DataFrame({"x": pd.Series([], dtype=float)})
     assert validity(empty, [ValidityRule("x", min=0)]).overall == 1.0
     assert completeness(empty).overall == 1.0
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("tre-quality-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    yield session
 
 
 def _rounded(value: Any) -> Any:

@@ -15,10 +15,13 @@ bounded heap per cell and per task, so only ``k`` values per cell and task cross
 the same job as the other statistics, for the margins too.
 
 Only the aggregate is collected (``DataFrame.collect`` of at most one row per cell); :func:`spark_cell_frame`
-returns it uncollected, so a caller (or a test) can inspect the plan and count its rows.
+returns it uncollected, so a caller (or a test) can inspect the plan and count its rows. A second, small job
+counts the records left out for a missing category (it reads only the key columns).
 
-Float values that are NaN count as missing, as in pandas; so do NaN keys. Exact percentiles need every
-distinct value of a cell in one executor's memory (Spark keeps a value-to-frequency map per cell).
+Float values that are NaN count as missing, as in pandas; so do NaN keys. Values are aggregated as doubles
+(integers beyond 2**53 and high-precision decimals are rounded, as pandas does for float columns). Exact
+percentiles need every distinct value of a cell in one executor's memory (Spark keeps a value-to-frequency
+map per cell).
 """
 
 from __future__ import annotations
@@ -139,8 +142,8 @@ def _complete(df: DataFrame, keys: Sequence[str], fields: dict[str, Any]) -> Col
     from pyspark.sql import types as T
 
     condition = F.lit(True)
-    for key in keys:
-        column = F.col(_key_name(keys.index(key)))
+    for position, key in enumerate(keys):
+        column = F.col(_key_name(position))
         present = column.isNotNull()
         if isinstance(fields[key], T.FloatType | T.DoubleType):
             present = present & ~F.isnan(column)
