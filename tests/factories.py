@@ -2,7 +2,8 @@
 service layer (so every factory-made object also has its audit event), with sensible defaults.
 
 Also :func:`build_world`, the small population the API tests and the permission matrix run against: one
-user per role, two data-owning organisations, a dataset each, projects in several states and agreements.
+user per role, two data-owning organisations, a dataset each, projects in several states and agreements,
+and release requests in every state of the airlock on an approved project.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
@@ -36,11 +39,17 @@ from tre_platform.api.orgs.schemas import OrgCreate
 from tre_platform.api.projects import service as projects
 from tre_platform.api.projects.models import Project
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate
+from tre_platform.api.releases import service as releases
+from tre_platform.api.releases.models import ReleaseRequest
+from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.api.users import service as users
 from tre_platform.api.users.models import Accreditation, User
 from tre_platform.api.users.schemas import AccreditationCreate, TokenCreate, UserCreate
 from tre_platform.api.users.security import use_password_hasher
 from tre_platform.clock import clock
+
+from tre_lib.disclosure import protect_table
+from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 
 SYSTEM = Actor.system("tests")
 PASSWORD = "correct horse battery staple"
@@ -186,6 +195,59 @@ def make_agreement(
     return agreements.grant_agreement(session, SYSTEM, AgreementCreate(**data))
 
 
+def release_microdata(n: int = 300, seed: int = 11) -> pd.DataFrame:
+    """Pseudonymous person-level rows of a project view: every region x age band cell is well above 10."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 90, n)
+    return pd.DataFrame(
+        {
+            "region": rng.choice(["north", "south"], n),
+            "age": age,
+            "age_band": pd.cut(age, [17, 39, 64, 200], labels=["18-39", "40-64", "65+"]).astype(str),
+        }
+    )
+
+
+def make_release_request(
+    session: Session,
+    *,
+    requester: User,
+    project_id: str,
+    frame: pd.DataFrame | None = None,
+    submit: bool = True,
+    **overrides: Any,
+) -> ReleaseRequest:
+    """A release request holding one region x age-band count table, built as a workspace builds it.
+
+    The table is protected with the rules the server will apply (``GET .../disclosure-rules``) and staged
+    with its declared computation and data; ``submit=True`` submits it, so the server re-runs its checks
+    and the request waits for review.
+    """
+    actor = Actor.of(requester)
+    data: dict[str, Any] = {"title": f"Release {_n()}", "justification": "Counts for the annual report."}
+    data.update(overrides)
+    request = releases.create_request(session, actor, ReleaseCreate(project_id=project_id, **data))
+    frame = release_microdata() if frame is None else frame
+    spec = TableSpec(index=("region",), columns=("age_band",))
+    rules = releases.disclosure_rules(session, actor, project_id)
+    table = protect_table(frame, list(spec.index), list(spec.columns), rules=rules).table
+    releases.add_file(
+        session,
+        actor,
+        request.id,
+        name="counts.csv",
+        kind="table",
+        content=table_to_csv(table),
+        spec=spec.to_dict(),
+        data=write_data(frame[spec.needed_columns]),
+        data_name="counts-data.parquet",
+        description="People by region and age band.",
+    )
+    if submit:
+        releases.submit(session, actor, request.id)
+    return request
+
+
 # The world -----------------------------------------------------------------------------------------
 
 
@@ -199,6 +261,9 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)
     #: A second token per role, whose id the role may revoke.
     spare_token_ids: dict[str, str] = field(default_factory=dict)
+    #: The data directory the world was built in: staged release files and bundles live under it and are
+    #: copied into each test's own data directory with the database (see :func:`copy_world_files`).
+    data_dir: str = ""
 
     def headers(self, role: str) -> dict[str, str]:
         """Bearer headers for ``role`` ('anonymous': none)."""
@@ -232,9 +297,16 @@ def build_world(session: Session) -> World:
         ),
         "colleague": make_user(session, username="colleague", roles=["researcher"], organisation_id=uni.id),
         "member": make_user(session, username="member", roles=["researcher"], organisation_id=uni.id),
+        # The airlock: a researcher with an approved project (not the "researcher" role's user, whose
+        # projects the API tests pin down), and a second output checker for two-person approval.
+        "analyst": make_user(session, username="analyst", roles=["researcher"], organisation_id=uni.id),
+        "second_checker": make_user(
+            session, username="checker-2", roles=["output_checker"], organisation_id=uni.id
+        ),
     }
     make_accreditation(session, people["researcher"])
     accreditation = make_accreditation(session, people["colleague"])
+    make_accreditation(session, people["analyst"])
     hes = make_dataset(session, owner=health, name="hes")
     lfs = make_dataset(session, owner=labour, name="lfs")
     draft = make_project(session, lead=people["researcher"], dataset=hes, title="Draft study")
@@ -253,6 +325,10 @@ def build_world(session: Session) -> World:
     )
     active = make_agreement(session, owner=health)
     other_agreement = make_agreement(session, owner=labour)
+    budget_agreement = make_agreement(
+        session, owner=labour, title="Labour data with a privacy budget", dp_epsilon=1.0, dp_delta=1e-6
+    )
+    release_ids = _build_airlock(session, people, lfs)
     for role, user in people.items():
         world.usernames[role] = user.username
         world.ids[role] = user.id
@@ -270,9 +346,68 @@ def build_world(session: Session) -> World:
         pending_agreement=pending.id,
         active_agreement=active.id,
         other_agreement=other_agreement.id,
+        budget_agreement=budget_agreement.id,
         colleague_accreditation=accreditation.id,
+        **release_ids,
     )
+    from tre_platform.settings import get_settings
+
+    world.data_dir = str(get_settings().resolved_data_dir)
     return world
+
+
+def _build_airlock(session: Session, people: dict[str, User], lfs: Dataset) -> dict[str, str]:
+    """An approved project of the analyst on the labour dataset, and a release request in each state.
+
+    The project uses only the labour office's data and is approved by the system, so the health data owner
+    and the approver do not see it; it ends after the other projects (tests expire those by date).
+    """
+    analyst, checker, second = people["analyst"], people["output_checker"], people["second_checker"]
+    lead = Actor.of(analyst)
+    approved = make_project(
+        session, lead=analyst, title="Approved study", end_date=today() + dt.timedelta(days=500)
+    )
+    projects.request_dataset(
+        session, lead, approved.id, DatasetRequest(dataset_id=lfs.id, columns=["age", "region"])
+    )
+    projects.transition(session, lead, approved.id, "submit", "ready")
+    projects.transition(session, SYSTEM, approved.id, "approve", "approved by factory")
+
+    def request(title: str, *, submit: bool = True) -> ReleaseRequest:
+        return make_release_request(
+            session, requester=analyst, project_id=approved.id, title=title, submit=submit
+        )
+
+    draft = request("Draft counts", submit=False)
+    in_review = request("Counts waiting for review")
+    returned = request("Counts returned to the researcher")
+    releases.review(session, Actor.of(checker), returned.id, "return", "label the age bands")
+    approved_request = request("Approved counts")
+    released = request("Released counts")
+    for done in (approved_request, released):
+        releases.review(session, Actor.of(checker), done.id, "approve")
+        releases.review(session, Actor.of(second), done.id, "approve")
+    releases.release(session, lead, released.id)
+    return {
+        "approved": approved.id,
+        "draft_release": draft.id,
+        "draft_release_file": draft.files[0].id,
+        "release": in_review.id,
+        "release_file": in_review.files[0].id,
+        "returned_release": returned.id,
+        "approved_release": approved_request.id,
+        "released_release": released.id,
+    }
+
+
+def copy_world_files(world: World, data_dir: Path) -> None:
+    """Copy the world's staged release files, bundles and signing key into a test's data directory."""
+    if not world.data_dir:
+        return
+    for name in ("releases", "keys"):
+        source = Path(world.data_dir) / name
+        if source.is_dir():
+            shutil.copytree(source, data_dir / name, dirs_exist_ok=True)
 
 
 # Fixtures shared by tests/api and tests/security (imported into their conftest.py) ----------------
@@ -368,6 +503,8 @@ def world_sessions(
         engine, seeded = request.getfixturevalue("_postgres_template")
         monkeypatch.setenv("TRE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
         get_settings.cache_clear()
+        _isolated_settings.mkdir(parents=True, exist_ok=True)
+        copy_world_files(seeded, _isolated_settings)
         connection = engine.connect()
         outer = connection.begin()
         # Every session commit becomes a savepoint release; the outer transaction is rolled back at the end.
@@ -382,6 +519,7 @@ def world_sessions(
     _isolated_settings.mkdir(parents=True, exist_ok=True)
     target = _isolated_settings / "tre.db"
     shutil.copyfile(template, target)
+    copy_world_files(seeded, _isolated_settings)
     monkeypatch.setenv("TRE_DATABASE_URL", f"sqlite:///{target}")
     get_settings.cache_clear()
     yield seeded, make_session_factory(get_engine())

@@ -235,9 +235,10 @@ def up(
     demo: Annotated[bool, typer.Option(help="seed the demo world on first run")] = False,
     host: Annotated[str | None, typer.Option(help="bind address (default TRE_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default TRE_PORT)")] = None,
-    serve: Annotated[bool, typer.Option(help="start the server (--no-serve: set up and exit)")] = True,
+    hub: Annotated[bool, typer.Option(help="also start JupyterHub when it can run here")] = True,
+    serve: Annotated[bool, typer.Option(help="start the servers (--no-serve: set up and exit)")] = True,
 ) -> None:
-    """Migrate, optionally seed the demo, print how to log in, and start the control plane."""
+    """Migrate, optionally seed the demo, print how to log in, and start the control plane and the hub."""
     from tre_platform.db.migrate import upgrade
 
     settings = get_settings()
@@ -248,23 +249,53 @@ def up(
         if demo:
             from tre_platform.demo.seed import is_seeded, read_credentials, seed
 
-            with _session() as session:
+            from tre_platform.hooks import suppressed
+
+            with _session() as session, suppressed():
                 if not is_seeded(session):
                     console.print("seeding the demo world ...")
                     seed(session)
             _print_demo(read_credentials())
+        with _session() as session:
+            from tre_platform.api.projects.service import expire_due
+
+            expire_due(session, Actor.system("tre-up"))
 
     _run(body)
     url = f"http://{host or settings.host}:{port or settings.port}"
     console.print(f"\ncontrol plane: [bold]{url}/[/]   API: {url}/api/v1/docs   health: {url}/healthz")
     if not serve:
         return
+    hub_process = _start_hub() if hub else None
     import uvicorn
 
     from tre_platform.api.app import create_app
 
-    uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info"
+    try:
+        uvicorn.run(
+            create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info"
+        )
+    finally:
+        if hub_process is not None:
+            hub_process.terminate()
+            hub_process.wait(timeout=30)
+
+
+def _start_hub() -> Any:
+    """Start JupyterHub beside the control plane, or say why it cannot run here."""
+    import subprocess
+
+    from tre_platform.hub.cli import preflight
+    from tre_platform.hub.config import CONFIG_FILE, hub_dir
+
+    problems = preflight()
+    if problems:
+        for problem in problems:
+            err_console.print(f"[yellow]JupyterHub not started:[/] {problem}", soft_wrap=True)
+        return None
+    console.print(f"JupyterHub (researchers' workspaces): [bold]{get_settings().hub_bind_url}/[/]")
+    return subprocess.Popen(  # a fixed argv: our interpreter running jupyterhub with our config
+        [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=hub_dir()
     )
 
 

@@ -10,7 +10,9 @@ does, except where a test is about them; an operator can run ``tre view enforce`
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from sqlalchemy.orm import Session
 
@@ -18,11 +20,22 @@ from tre_platform.actor import Actor
 from tre_platform.settings import get_settings
 
 log = logging.getLogger(__name__)
+_suppressed: ContextVar[bool] = ContextVar("tre_hooks_suppressed", default=False)
+
+
+@contextmanager
+def suppressed() -> Iterator[None]:
+    """Defer enforcement (bulk set-up such as the demo seed, which enforces once at the end)."""
+    token = _suppressed.set(True)
+    try:
+        yield
+    finally:
+        _suppressed.reset(token)
 
 
 def access_changed(session: Session, actor: Actor, project_ids: Sequence[str] | None = None) -> None:
     """Enforce the new state for these projects (None: every project that has views)."""
-    if not get_settings().enforce_on_change:
+    if _suppressed.get() or not get_settings().enforce_on_change:
         return
     from tre_platform.views.enforce import enforce_access
 

@@ -241,3 +241,8 @@ def test_finding_is_json_serialisable_and_names_other_categories() -> None:
     data = json.loads(json.dumps(finding.as_dict()))
     assert data["cell"] == {"band": [65], "sex": ["f"]} and data["interval"] == [3.0, 3.0]
     assert OTHER not in data["cell"]["sex"]
+
+
+def test_first_release_of_a_dataset_has_nothing_to_difference_against() -> None:
+    table = protect_table(with_band(AGES, BANDS_65), "band", "sex")
+    assert check_differencing(table, InMemoryReleaseLedger(), SCOPE, categories={"band": BANDS_65}) == []

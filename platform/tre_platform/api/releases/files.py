@@ -1,7 +1,9 @@
 """Which files may leave through the airlock, and where their bytes are kept.
 
-The file policy is data: ``release_files.toml`` beside this module, overridden by a deployment's
-``<policies>/airlock/release_files.toml``. Bytes are stored content-addressed under
+The file policy is data in ``<policies dir>/airlock/release_files.toml`` (``TRE_POLICIES_DIR``; the
+repository's ``policies/`` by default), like every other policy: there is no copy in code to fall back on,
+so a deployment that lacks the file is told so instead of silently getting other limits. Bytes are stored
+content-addressed under
 ``<data dir>/releases/<request id>/blobs/<sha256>``, so a rolled-back transaction leaves at most an
 unreferenced blob and never a file whose content differs from its recorded hash.
 """
@@ -20,7 +22,8 @@ from tre_platform.api.releases.models import FileKind
 from tre_platform.errors import InvalidInput
 from tre_platform.settings import Settings
 
-DEFAULT_POLICY = Path(__file__).with_name("release_files.toml")
+#: Where the file policy lives, relative to the policies directory.
+POLICY_FILE = Path("airlock") / "release_files.toml"
 #: A file name: letters, digits, '.', '-', '_'; no directories, no leading dot.
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MEDIA_TYPES = {
@@ -34,6 +37,10 @@ MEDIA_TYPES = {
 }
 
 
+class FilePolicyError(RuntimeError):
+    """The airlock file policy is missing or invalid: a deployment problem, not a user's."""
+
+
 @dataclass(frozen=True)
 class KindPolicy:
     extensions: tuple[str, ...]
@@ -43,7 +50,7 @@ class KindPolicy:
 
 @dataclass(frozen=True)
 class FilePolicy:
-    """Limits on the files of a release request (see ``release_files.toml``)."""
+    """Limits on the files of a release request (see ``policies/airlock/release_files.toml``)."""
 
     kinds: dict[FileKind, KindPolicy]
     max_files: int
@@ -55,10 +62,17 @@ class FilePolicy:
 
     @classmethod
     def load(cls, settings: Settings) -> FilePolicy:
-        """The deployment's policy if ``<policies>/airlock/release_files.toml`` exists, else the default."""
-        path = settings.policies_dir / "airlock" / "release_files.toml"
+        """The deployment's policy, ``<policies dir>/airlock/release_files.toml``.
+
+        Raises:
+            FilePolicyError: the file is missing or not valid; the message says which file to fix.
+        """
+        path = settings.policies_dir / POLICY_FILE
         if not path.is_file():
-            path = DEFAULT_POLICY
+            raise FilePolicyError(
+                f"the airlock file policy {path} is missing: copy policies/{POLICY_FILE.as_posix()} from the "
+                "tre repository there, or point TRE_POLICIES_DIR at a policies directory that has it"
+            )
         try:
             doc: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
             kinds = {
@@ -79,7 +93,9 @@ class FilePolicy:
                 source=str(path),
             )
         except (OSError, KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
-            raise RuntimeError(f"the airlock file policy {path} is not valid: {exc}; fix the file") from exc
+            raise FilePolicyError(
+                f"the airlock file policy {path} is not valid: {exc}; fix the file"
+            ) from exc
 
     def kind(self, kind: FileKind) -> KindPolicy:
         found = self.kinds.get(kind)
