@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import logging
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -249,12 +250,20 @@ def up(
         if demo:
             from tre_platform.demo.seed import is_seeded, read_credentials, seed
 
+            if settings.kek_source() == (None, None):
+                path = settings.create_demo_kek()
+                err_console.print(
+                    f"[yellow]demo:[/] generated a key-encryption key at {path}. It sits beside the keys it "
+                    "protects, so it is for demo data only: set TRE_KEK or TRE_KEK_FILE (or a KMS) for real data.",
+                    soft_wrap=True,
+                )
             from tre_platform.hooks import suppressed
 
             with _session() as session, suppressed():
                 if not is_seeded(session):
                     console.print("seeding the demo world ...")
                     seed(session)
+            _demo_data()
             _print_demo(read_credentials())
         with _session() as session:
             from tre_platform.api.projects.service import expire_due
@@ -279,6 +288,34 @@ def up(
         if hub_process is not None:
             hub_process.terminate()
             hub_process.wait(timeout=30)
+
+
+def _demo_data() -> None:
+    """Ingest the demo deliveries (first run only) and build the views of every usable project."""
+    from tre_platform.api.projects.models import USABLE_STATES, Project
+    from tre_platform.demo.deliveries import ingest_demo
+    from tre_platform.hooks import suppressed
+    from tre_platform.pipelines import rich_progress
+    from tre_platform.views import build_views
+
+    # Splink explains each comparison level it cannot train; useful in a report, noise in a demo start-up.
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    with _session() as session, suppressed():
+        published = ingest_demo(session, progress=rich_progress)
+    if published:
+        console.print(f"ingested {len(published)} demo dataset versions")
+    with _session() as session:
+        projects = session.scalars(select(Project).where(Project.state.in_(USABLE_STATES))).all()
+        for project in projects:
+            try:
+                result = build_views(session, Actor.system("tre-up"), project.id)
+            except TreError as exc:
+                err_console.print(
+                    f"[yellow]views of {project.code} not built:[/] {exc.message}", soft_wrap=True
+                )
+                continue
+            built = [o.dataset for o in result.outcomes if o.action in ("built", "unchanged")]
+            console.print(f"views of {project.code}: {', '.join(built) or 'none'}")
 
 
 def _start_hub() -> Any:
@@ -708,12 +745,14 @@ def agreement_revoke(
 
 def _mount_subapps() -> None:
     from tre_platform.hub.cli import hub_app
+    from tre_platform.pipelines.cli import register_dataset_commands
     from tre_platform.policy.cli import policy_app
     from tre_platform.views.cli import view_app
 
     app.add_typer(policy_app, name="policy")
     app.add_typer(view_app, name="view")
     app.add_typer(hub_app, name="hub")
+    register_dataset_commands(dataset_app)
 
 
 _mount_subapps()

@@ -140,6 +140,35 @@ class Settings(BaseSettings):
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
         return path
 
+    @property
+    def demo_kek_file(self) -> Path:
+        return self.resolved_data_dir / "demo-kek.key"
+
+    def kek_source(self) -> tuple[SecretStr | None, Path | None]:
+        """Where the key-encryption key comes from: TRE_KEK, TRE_KEK_FILE, or the demo's generated file.
+
+        The demo file (written by ``tre up --demo``) sits beside the keys it protects, which defeats the
+        envelope: it is for throw-away demo data only, and ``tre up`` says so when it creates it.
+        """
+        if self.kek is not None or self.kek_file is not None:
+            return self.kek, self.kek_file
+        if self.demo_kek_file.exists():
+            return None, self.demo_kek_file
+        return None, None
+
+    def create_demo_kek(self) -> Path:
+        """Generate the demo key-encryption key into the data directory (mode 0600), once."""
+        import base64
+
+        path = self.demo_kek_file
+        if not path.exists():
+            self.ensure_data_dir()
+            fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.b64encode(secrets.token_bytes(32)).decode())
+            os.replace(path.with_suffix(".tmp"), path)
+        return path
+
     def get_secret_key(self) -> bytes:
         """The signing secret: TRE_SECRET_KEY, or one generated once into the data directory (mode 0600)."""
         if self.secret_key is not None:

@@ -236,6 +236,62 @@ MATRIX: dict[str, Case] = {
         statuses(403, admin=200, researcher=200),
         query=lambda w, _r: {"user": w.usernames["researcher"], "project": w.ids["submitted"]},
     ),
+    # The airlock. The world's release requests belong to the analyst's approved project on the labour
+    # office's data (factories._build_airlock); none of the matrix's roles is a member of it, so the matrix
+    # pins down who may act on someone else's outputs: the project's requests are 'not found' to the
+    # researcher, the approver and the (health) data owner; admins see them but may not act for the
+    # requester; output checkers see everything past draft and may review, nothing more. The requester's
+    # own actions are proven in tests/integration/releases.
+    # The public half of the signing key, so anyone can verify a bundle.
+    "GET /api/v1/releases/signing-key": Case(no_body(), PUBLIC),
+    "POST /api/v1/releases": Case(
+        body(lambda w, _r: {"project_id": w.ids["approved"], "title": "More counts"}),
+        statuses(404, admin=403),
+    ),
+    "GET /api/v1/releases": Case(no_body(), statuses(200)),
+    "GET /api/v1/releases/{request_id}": Case(
+        ids(request_id="release"), statuses(404, admin=200, output_checker=200)
+    ),
+    # Staging is multipart (the output, its spec and its data); the matrix sends JSON, so every signed-in
+    # role is refused as invalid input before anything is staged.
+    "POST /api/v1/releases/{request_id}/files": Case(ids(request_id="draft_release"), statuses(422)),
+    "DELETE /api/v1/releases/{request_id}/files/{file_id}": Case(
+        ids(request_id="draft_release", file_id="draft_release_file"), statuses(404, admin=403)
+    ),
+    "GET /api/v1/releases/{request_id}/files/{file_id}/content": Case(
+        ids(request_id="release", file_id="release_file"), statuses(404, admin=200, output_checker=200)
+    ),
+    "POST /api/v1/releases/{request_id}/submit": Case(
+        ids(request_id="draft_release"), statuses(404, admin=403)
+    ),
+    "POST /api/v1/releases/{request_id}/revise": Case(
+        ids(request_id="returned_release"), statuses(404, admin=403, output_checker=403)
+    ),
+    "POST /api/v1/releases/{request_id}/reviews": Case(
+        body({"decision": "approve", "comment": "safe counts"}, request_id="release"),
+        statuses(404, admin=403, output_checker=200),
+    ),
+    "POST /api/v1/releases/{request_id}/release": Case(
+        ids(request_id="approved_release"), statuses(404, admin=403, output_checker=403)
+    ),
+    "GET /api/v1/releases/{request_id}/bundle": Case(
+        ids(request_id="released_release"), statuses(404, admin=403, output_checker=403)
+    ),
+    # Privacy budget and disclosure rules of the approved project: its members and admins only; spending
+    # needs permission to read the data, which an admin does not have.
+    "GET /api/v1/projects/{project_id}/privacy-budget": Case(
+        ids(project_id="approved"), statuses(404, admin=200)
+    ),
+    "POST /api/v1/projects/{project_id}/privacy-budget/charges": Case(
+        body(
+            lambda w, _r: {"dataset_ids": [w.ids["lfs"]], "epsilon": 0.1, "description": "count by region"},
+            project_id="approved",
+        ),
+        statuses(404, admin=403),
+    ),
+    "GET /api/v1/projects/{project_id}/disclosure-rules": Case(
+        ids(project_id="approved"), statuses(404, admin=200)
+    ),
 }
 
 

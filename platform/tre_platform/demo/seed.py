@@ -92,7 +92,7 @@ PERSON_IDENTIFIERS = [
     _col("given_name", "string", "Given name", identifier=True, index="demographic"),
     _col("family_name", "string", "Family name", identifier=True, index="demographic"),
     _col("date_of_birth", "date", "Date of birth", identifier=True, index="demographic"),
-    _col("postcode", "string", "Postcode of residence", identifier=True, index="address", required=False),
+    _col("postcode", "string", "Postcode of residence", identifier=True, index="geography", required=False),
 ]
 
 DATASETS: list[dict[str, Any]] = [
@@ -142,7 +142,7 @@ DATASETS: list[dict[str, Any]] = [
             _col("given_name", "string", "Given name", identifier=True, index="demographic"),
             _col("family_name", "string", "Family name", identifier=True, index="demographic"),
             _col("date_of_birth", "date", "Date of birth", identifier=True, index="demographic"),
-            _col("postcode", "string", "Postcode", identifier=True, index="address", required=False),
+            _col("postcode", "string", "Postcode", identifier=True, index="geography", required=False),
             _col(
                 "employment_status",
                 "string",
@@ -176,7 +176,7 @@ DATASETS: list[dict[str, Any]] = [
                 "string",
                 "Postcode of the registered address",
                 identifier=True,
-                index="address",
+                index="geography",
                 required=False,
             ),
             _col("sic_code", "string", "SIC 2007 code"),

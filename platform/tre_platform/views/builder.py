@@ -118,7 +118,7 @@ class _KeySource:
         if "ring" not in self._cache:
             from tre_lib.pseudonymise import KeyRing, load_kek
 
-            kek = load_kek(self.settings.kek, self.settings.kek_file)
+            kek = load_kek(*self.settings.kek_source())
             ring = KeyRing(self.settings.resolved_data_dir / "keys", kek)
             if not ring.versions():
                 # First use on a fresh deployment: create the master key (an empty ring can only mean

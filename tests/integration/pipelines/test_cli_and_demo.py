@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import typer
-from conftest import IngestWorld
+from pipeline_factories import IngestWorld
 from sqlalchemy.orm import Session
 from tre_platform.demo.deliveries import DEMO_DATASETS, ingest_demo
 from tre_platform.demo.seed import DATASETS, seed

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import FAST_SCHEMA, IngestWorld
 from factories import make_dataset
+from pipeline_factories import FAST_SCHEMA, IngestWorld
 from sqlalchemy.orm import Session
 from tre_platform.pipelines import DeliveryInvalid, choose_engine, ingest
 

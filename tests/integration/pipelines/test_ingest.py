@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import IngestWorld
 from factories import make_org, make_user
+from pipeline_factories import IngestWorld
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tre_platform.actor import Actor
