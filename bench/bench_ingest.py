@@ -46,14 +46,13 @@ def main() -> None:
     os.environ.update({"TRE_DATA_DIR": str(data_dir), "TRE_ENV": "dev"})
     os.environ.pop("TRE_DATABASE_URL", None)
 
+    from tre_lib.synth import generate_world
     from tre_platform.db.migrate import upgrade
     from tre_platform.db.session import session_scope
     from tre_platform.demo.deliveries import _owner, build_indexes, write_delivery
     from tre_platform.demo.seed import seed
     from tre_platform.pipelines import ingest
     from tre_platform.pipelines.ingest import find_dataset
-
-    from tre_lib.synth import generate_world
 
     console = Console()
     upgrade()

@@ -25,6 +25,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
 from tre_platform.policy import PolicyEngine
 from tre_platform.policy.entities import build
 from tre_platform.policy.facts import (
@@ -208,6 +209,7 @@ def bench_memory(console: Console, engine: PolicyEngine, population: Population,
 def bench_db(console: Console, engine: PolicyEngine, population: Population, n: int) -> None:
     from sqlalchemy import create_engine, insert, text
     from sqlalchemy.orm import Session
+
     from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
     from tre_platform.api.datasets.models import Dataset
     from tre_platform.api.orgs.models import Organisation

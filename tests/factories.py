@@ -26,6 +26,9 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from tre_lib.disclosure import protect_table
+from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 from tre_platform.actor import Actor
 from tre_platform.api.agreements import service as agreements
 from tre_platform.api.agreements.models import DataSharingAgreement
@@ -47,9 +50,6 @@ from tre_platform.api.users.models import Accreditation, User
 from tre_platform.api.users.schemas import AccreditationCreate, TokenCreate, UserCreate
 from tre_platform.api.users.security import use_password_hasher
 from tre_platform.clock import clock
-
-from tre_lib.disclosure import protect_table
-from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 
 SYSTEM = Actor.system("tests")
 PASSWORD = "correct horse battery staple"
@@ -462,6 +462,7 @@ def _postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     """A PostgreSQL schema migrated and seeded once per run; each test works inside a transaction on it
     that is rolled back afterwards (migrating and seeding a schema per test costs about a second)."""
     from sqlalchemy import create_engine, text
+
     from tre_platform.db.migrate import upgrade
     from tre_platform.db.session import reset_engines
     from tre_platform.settings import get_settings
@@ -592,6 +593,7 @@ def fresh(session: Session) -> Session:
 def row_counts(session: Session) -> dict[str, int]:
     """Rows per table of the control plane, read afresh (to prove a refused request changed nothing)."""
     from sqlalchemy import func, select
+
     from tre_platform.db.models import Base
 
     fresh(session)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import logging
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -254,7 +254,8 @@ def up(
                 path = settings.create_demo_kek()
                 err_console.print(
                     f"[yellow]demo:[/] generated a key-encryption key at {path}. It sits beside the keys it "
-                    "protects, so it is for demo data only: set TRE_KEK or TRE_KEK_FILE (or a KMS) for real data.",
+                    "protects, so it is for demo data only: set TRE_KEK or TRE_KEK_FILE (or a KMS) "
+                    "for real data.",
                     soft_wrap=True,
                 )
             from tre_platform.hooks import suppressed
@@ -316,6 +317,10 @@ def _demo_data() -> None:
                 continue
             built = [o.dataset for o in result.outcomes if o.action in ("built", "unchanged")]
             console.print(f"views of {project.code}: {', '.join(built) or 'none'}")
+    from tre_platform.demo.releases import seed_releases
+
+    with _session() as session, suppressed():
+        seed_releases(session)
 
 
 def _start_hub() -> Any:
@@ -744,6 +749,7 @@ def agreement_revoke(
 
 
 def _mount_subapps() -> None:
+    from tre_platform.api.releases.cli import release_app
     from tre_platform.hub.cli import hub_app
     from tre_platform.pipelines.cli import register_dataset_commands
     from tre_platform.policy.cli import policy_app
@@ -752,6 +758,7 @@ def _mount_subapps() -> None:
     app.add_typer(policy_app, name="policy")
     app.add_typer(view_app, name="view")
     app.add_typer(hub_app, name="hub")
+    app.add_typer(release_app, name="release")
     register_dataset_commands(dataset_app)
 
 

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     )
     enforce_on_change: bool = Field(
         True,
-        description="after a revocation, expiry or approval change, rebuild views and stop refused workspaces",
+        description="after a revocation, expiry or approval change: rebuild views, stop refused workspaces",
     )
 
     @field_validator("totp_required_roles", mode="before")

@@ -8,6 +8,7 @@ import datetime as dt
 from factories import World, row_counts
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
+
 from tre_platform.clock import clock
 
 API = "/api/v1"

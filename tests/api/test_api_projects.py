@@ -10,6 +10,7 @@ from factories import World, fresh, make_token, row_counts
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.projects import service as projects

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from sqlalchemy import select
+
+from tre_lib.disclosure import protect_table
+from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 from tre_platform.actor import Actor
 from tre_platform.api.projects.models import Project, ProjectState
 from tre_platform.api.releases import service as releases
 from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.api.users.models import User
-
-from tre_lib.disclosure import protect_table
-from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 
 
 def release_in_review(

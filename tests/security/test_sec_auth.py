@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
+
 from tre_platform.api.app import create_app
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.deps import CSRF_HEADER, SESSION_COOKIE

@@ -19,6 +19,7 @@ from factories import PASSWORD, World, row_counts
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+
 from tre_platform.api.agreements.schemas import AgreementCreate, AgreementRevoke
 from tre_platform.api.datasets.schemas import DatasetCreate
 from tre_platform.api.orgs.schemas import OrgCreate

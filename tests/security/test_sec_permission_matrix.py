@@ -19,6 +19,7 @@ import pytest
 from factories import PASSWORD, World
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+
 from tre_platform.api.app import create_app
 
 ROLES = ["admin", "data_owner", "approver", "researcher", "output_checker", "anonymous"]

@@ -22,6 +22,7 @@ from factories import (
 )
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
+
 from tre_platform.api.deps import SESSION_COOKIE
 from tre_platform.api.users import service as users
 from tre_platform.api.users.models import User

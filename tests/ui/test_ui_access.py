@@ -14,6 +14,7 @@ from factories import World, row_counts
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
+
 from tre_platform.ui.app import PagesMount
 
 ROLES = ["admin", "data_owner", "approver", "researcher", "output_checker", "other_owner"]

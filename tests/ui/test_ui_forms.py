@@ -10,6 +10,9 @@ import pandas as pd
 from factories import World, fresh, make_user, row_counts
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
+
+from tre_lib.disclosure import protect_table
+from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 from tre_platform.actor import Actor
 from tre_platform.api.agreements.models import DataSharingAgreement
 from tre_platform.api.datasets.models import Dataset
@@ -19,9 +22,6 @@ from tre_platform.api.releases import service as releases
 from tre_platform.api.releases.models import ReleaseState
 from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.clock import clock
-
-from tre_lib.disclosure import protect_table
-from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 
 TODAY = clock.today()
 

@@ -10,6 +10,7 @@ from factories import PASSWORD, World, fresh
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.deps import SESSION_COOKIE
 from tre_platform.api.users.models import User, WebSession

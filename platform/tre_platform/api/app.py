@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from tre_platform.api.agreements.router import router as agreements_router
 from tre_platform.api.audit.router import router as audit_router
 from tre_platform.api.auth.router import router as auth_router

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.audit.service import record
 from tre_platform.api.users.models import Role

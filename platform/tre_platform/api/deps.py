@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.audit.service import record
 from tre_platform.api.common import Page

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cedarpy
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from tre_platform.clock import clock
 from tre_platform.errors import PolicyDenied
@@ -33,8 +35,6 @@ from tre_platform.policy.facts import DATASET_ACTIONS, PolicyRequest
 from tre_platform.settings import get_settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from tre_platform.actor import Actor
     from tre_platform.api.agreements.models import DataSharingAgreement
     from tre_platform.api.datasets.models import Dataset
@@ -391,7 +391,27 @@ def write_audit(session: Session, decision: Decision, request: PolicyRequest) ->
 
 
 def _has_written(session: Session) -> bool:
-    return bool(session.new or session.dirty or session.deleted or "audit_head" in session.info)
+    return bool(
+        session.new
+        or session.dirty
+        or session.deleted
+        or "audit_head" in session.info
+        or session.info.get("tre_flushed")
+    )
+
+
+# A flush (e.g. an API token's last_used_at) takes SQLite's write lock for the rest of the transaction, and
+# leaves nothing in new/dirty: remember it, so a denial is recorded in the caller's transaction instead of
+# a second one that would wait on that lock until it times out.
+@sa_event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context: object) -> None:
+    session.info["tre_flushed"] = True
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _forget_flush(session: Session, transaction: object) -> None:
+    if getattr(transaction, "parent", None) is None:
+        session.info.pop("tre_flushed", None)
 
 
 @lru_cache(maxsize=4)

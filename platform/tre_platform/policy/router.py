@@ -89,7 +89,7 @@ def build_router(
     @router.get("/decisions/explain", response_model=ExplainOut)
     def explain_decisions(
         caller: Annotated[User, Depends(user_dependency)],
-        session: Annotated[Session, Depends(session_dependency)],
+        session: Annotated[Session, Depends(session_dependency, scope="function")],
         project: Annotated[str, Query(description="project code or id")],
         user: Annotated[str | None, Query(description="username or id; default: yourself")] = None,
         dataset: Annotated[str | None, Query(description="dataset name or id")] = None,

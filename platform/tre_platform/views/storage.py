@@ -14,7 +14,6 @@ everything runs as one user and NOTHING separates projects; it is never the defa
 
 from __future__ import annotations
 
-import enum
 import grp
 import logging
 import os

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
 from tre_platform.api.audit.models import GENESIS_HASH, AuditEvent
 from tre_platform.api.audit.service import VerifyResult, canonical, record, verify
 from tre_platform.db.session import make_session_factory

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import tre_platform.db.models  # noqa: F401
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
+
+import tre_platform.db.models  # noqa: F401
 from tre_platform.db.base import Base
 from tre_platform.db.migrate import current_revision
 
@@ -19,6 +20,7 @@ def test_migrations_and_models_agree(engine: Engine) -> None:
 
 def test_database_is_at_the_head_revision(db_url: str) -> None:
     from alembic.script import ScriptDirectory
+
     from tre_platform.db.migrate import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()

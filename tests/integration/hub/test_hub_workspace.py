@@ -21,6 +21,8 @@ import httpx
 import pytest
 from factories import PASSWORD, SYSTEM, make_user
 from sqlalchemy.orm import Session
+from workspace_world import WorkspaceWorld
+
 from tre_platform.api.agreements import service as agreements
 from tre_platform.api.agreements.schemas import AgreementRevoke
 from tre_platform.errors import PolicyDenied
@@ -32,7 +34,6 @@ from tre_platform.views import build_views
 from tre_platform.views.enforce import enforce_access
 from tre_platform.views.settings import get_workspace_settings
 from tre_platform.views.storage import unix_username
-from workspace_world import WorkspaceWorld
 
 VENV = Path(os.environ.get("TRE_WORKSPACE_VENV", "/opt/tre/workspace-venv"))
 needs_hub = pytest.mark.skipif(

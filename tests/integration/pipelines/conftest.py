@@ -3,23 +3,20 @@ registered dataset, delivery writers, one Spark session and one Dask cluster for
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
 from factories import make_dataset, make_org, make_user
 from pipeline_factories import FAST_SCHEMA, FULL_SCHEMA, IngestWorld
 from sqlalchemy.orm import Session
-from tre_platform.actor import Actor
-from tre_platform.settings import get_settings
 
 from tre_lib.indexing.demo import build_index_from_world
 from tre_lib.synth import World, generate_world
 from tre_lib.synth import make_dataset as synth_dataset
+from tre_platform.actor import Actor
+from tre_platform.settings import get_settings
 
 
 @pytest.fixture(scope="session")
@@ -78,37 +75,3 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local[1] SparkSession with Splink's similarity jar, for the whole test session."""
-    from pyspark.sql import SparkSession
-    from splink.backends.spark import similarity_jar_location
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("tre-pipelines-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.jars", similarity_jar_location())
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.memory", "1g")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-
-
-@pytest.fixture(scope="session")
-def dask_client() -> Iterator[Any]:
-    """One in-process Dask cluster (1 worker, 1 thread) for the whole test session."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster,
-        Client(cluster) as client,
-    ):
-        yield client

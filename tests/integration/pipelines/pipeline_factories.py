@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from tre_platform.actor import Actor
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.orgs.models import Organisation

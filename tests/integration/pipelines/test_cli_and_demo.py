@@ -12,10 +12,11 @@ import pytest
 import typer
 from pipeline_factories import IngestWorld
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
 from tre_platform.demo.deliveries import DEMO_DATASETS, ingest_demo
 from tre_platform.demo.seed import DATASETS, seed
 from tre_platform.pipelines.cli import register_dataset_commands
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -11,6 +11,7 @@ import pytest
 from factories import make_dataset
 from pipeline_factories import FAST_SCHEMA, IngestWorld
 from sqlalchemy.orm import Session
+
 from tre_platform.pipelines import DeliveryInvalid, choose_engine, ingest
 
 

@@ -12,6 +12,8 @@ from factories import make_org, make_user
 from pipeline_factories import IngestWorld
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from tre_lib.indexing import ReferenceIndex
 from tre_platform.actor import Actor
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.datasets.models import DatasetVersion
@@ -19,8 +21,6 @@ from tre_platform.errors import Conflict, NotFound, PolicyDenied
 from tre_platform.pipelines import DeliveryInvalid, ingest
 from tre_platform.pipelines import publish as publish_module
 from tre_platform.pipelines.report import dataset_report
-
-from tre_lib.indexing import ReferenceIndex
 
 IDENTIFIERS = ("nhs_number", "given_name", "family_name", "date_of_birth")
 

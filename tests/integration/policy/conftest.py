@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from policy_db_world import NOON, DbWorld, build_world
 from sqlalchemy.orm import Session
+
 from tre_platform.clock import clock
 from tre_platform.policy import PolicyEngine
 from tre_platform.settings import REPO_ROOT

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
+
 from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.orgs.models import Organisation, OrganisationKind

@@ -10,6 +10,7 @@ import pytest
 from policy_db_world import DbWorld
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.audit.service import verify

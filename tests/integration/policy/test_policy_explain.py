@@ -12,13 +12,14 @@ from fastapi.testclient import TestClient
 from policy_db_world import DbWorld
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.users.models import User
 from tre_platform.db.session import make_session_factory
 from tre_platform.errors import TreError
 from tre_platform.policy.cli import policy_app
 from tre_platform.policy.router import build_router
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from policy_db_world import NOON, TODAY, DbWorld
 from sqlalchemy.orm import Session
+
 from tre_platform.api.agreements.models import AgreementRecipient
 from tre_platform.api.projects.models import LegalGateway, ProjectState, PurposeCategory
 from tre_platform.policy import PolicyEngine

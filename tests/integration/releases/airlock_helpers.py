@@ -6,13 +6,13 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy.orm import Session
+
+from tre_lib.disclosure import protect_table
+from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 from tre_platform.actor import Actor
 from tre_platform.api.releases import service
 from tre_platform.api.releases.models import ReleaseRequest
 from tre_platform.api.releases.schemas import ReleaseCreate
-
-from tre_lib.disclosure import protect_table
-from tre_lib.outputs.specs import TableSpec, table_to_csv, write_data
 
 
 def count_table(frame: pd.DataFrame, *, protect: bool = True) -> tuple[bytes, dict[str, Any], bytes]:

@@ -27,6 +27,7 @@ from factories import (
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.projects import service as projects
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from conftest import Airlock, microdata, with_small_cell
 from fastapi.testclient import TestClient
-from tre_platform.api.releases.checks import strictest
 
 from tre_lib.disclosure import load_profile
 from tre_lib.outputs import Airlock as Workspace
 from tre_lib.outputs import AirlockError
+from tre_platform.api.releases.checks import strictest
 
 
 def _workspace(airlock: Airlock, client: TestClient, who: str = "researcher") -> Workspace:

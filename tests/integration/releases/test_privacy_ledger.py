@@ -9,6 +9,8 @@ from conftest import Airlock
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+
+from tre_lib.privacy import Budget, BudgetExceededError, BudgetLedger, PrivacyAccountant, Scope
 from tre_platform.actor import Actor
 from tre_platform.api.releases.budget import (
     BudgetExceeded,
@@ -22,8 +24,6 @@ from tre_platform.api.releases.budget import (
 from tre_platform.api.releases.models import PrivacyLedgerEntry
 from tre_platform.db.session import get_engine, make_session_factory, reset_engines
 from tre_platform.errors import PolicyDenied
-
-from tre_lib.privacy import Budget, BudgetExceededError, BudgetLedger, PrivacyAccountant, Scope
 
 
 def test_the_sql_ledger_is_a_budget_ledger(session: Session) -> None:

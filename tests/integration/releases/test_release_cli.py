@@ -13,6 +13,8 @@ from conftest import Airlock, microdata, with_small_cell
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
 from tre_platform.actor import Actor
 from tre_platform.api.releases import bundle as bundles
 from tre_platform.api.releases import service
@@ -20,7 +22,6 @@ from tre_platform.api.releases.cli import release_app
 from tre_platform.api.releases.models import ReleaseRequest
 from tre_platform.api.users.models import User
 from tre_platform.settings import get_settings
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from tre_lib.outputs.specs import apply_filters
 from tre_platform.actor import Actor
 from tre_platform.api.releases import service
 from tre_platform.api.releases.models import ReleaseRequest, ReleaseState
@@ -12,8 +14,6 @@ from tre_platform.api.users.models import User
 from tre_platform.demo.releases import DEMO_PROJECT, DISCLOSIVE, SAFE, episodes, seed_releases
 from tre_platform.demo.seed import seed
 from tre_platform.errors import Forbidden, NotFound
-
-from tre_lib.outputs.specs import apply_filters
 
 
 @pytest.fixture

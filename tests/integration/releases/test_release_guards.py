@@ -10,10 +10,11 @@ import datetime as dt
 from typing import Any
 
 import pytest
-import tre_platform.db.models  # noqa: F401  (registers every table on Base.metadata)
 from alembic import command
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
+
+import tre_platform.db.models  # noqa: F401  (registers every table on Base.metadata)
 from tre_platform.db.base import Base
 from tre_platform.db.migrate import alembic_config, upgrade
 

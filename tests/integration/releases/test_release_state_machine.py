@@ -9,6 +9,7 @@ from airlock_helpers import staged_request
 from conftest import Airlock, microdata
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.releases import service

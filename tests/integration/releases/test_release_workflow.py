@@ -14,6 +14,8 @@ from conftest import Airlock, microdata, with_small_cell
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from tre_lib.outputs.specs import Filter, TableSpec
 from tre_platform.actor import Actor
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.releases import service
@@ -22,8 +24,6 @@ from tre_platform.api.releases.models import ReleasedTable, ReleaseState
 from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyDenied
 from tre_platform.settings import get_settings
-
-from tre_lib.outputs.specs import Filter, TableSpec
 
 
 def test_happy_path_over_http_ends_in_a_signed_bundle_that_verifies(

@@ -13,6 +13,11 @@ import pandas as pd
 from factories import SYSTEM, make_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from workspace_world import WorkspaceWorld, publish_version, research_frame
+
+from tre_lib import session as tre_session
+from tre_lib.compute import read_manifest
+from tre_lib.pseudonymise import KeyRing, derive_project_key, load_kek
 from tre_platform.actor import Actor
 from tre_platform.api.agreements import service as agreements
 from tre_platform.api.agreements.schemas import AgreementRevoke
@@ -21,11 +26,6 @@ from tre_platform.clock import clock
 from tre_platform.settings import get_settings
 from tre_platform.views import build_views, list_views
 from tre_platform.views.storage import project_group
-from workspace_world import WorkspaceWorld, publish_version, research_frame
-
-from tre_lib import session as tre_session
-from tre_lib.compute import read_manifest
-from tre_lib.pseudonymise import KeyRing, derive_project_key, load_kek
 
 
 def _view(data_dir: Path, code: str, dataset: str) -> pd.DataFrame:

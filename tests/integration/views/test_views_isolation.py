@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from factories import SYSTEM
 from sqlalchemy.orm import Session
+from workspace_world import WorkspaceWorld
+
 from tre_platform.views import build_views
 from tre_platform.views.storage import NotRootError, require_root, unix_username
-from workspace_world import WorkspaceWorld
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates Unix users: needs root")
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from factories import _cheap_argon2
 from sqlalchemy.orm import Session
-from tre_platform.settings import get_settings
-from tre_platform.views.settings import get_workspace_settings
 from workspace_world import WorkspaceWorld, build_workspace_world, traversable_data_dir, unix_accounts_cleanup
 
 from tre_lib.pseudonymise import encode_key, generate_kek
+from tre_platform.settings import get_settings
+from tre_platform.views.settings import get_workspace_settings
 
-__all__ = ["_cheap_argon2", "_kek", "data_dir", "spark", "wworld"]
+__all__ = ["_cheap_argon2", "_kek", "data_dir", "wworld"]
 
 
 @pytest.fixture(autouse=True)
@@ -37,18 +36,3 @@ def data_dir(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[Path]:
 @pytest.fixture
 def wworld(session: Session, data_dir: Path) -> WorkspaceWorld:
     return build_workspace_world(session)
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("tre-views-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from factories import SYSTEM, make_accreditation, make_agreement, make_dataset, make_org, make_user
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.agreements.models import DataSharingAgreement
 from tre_platform.api.datasets.models import Dataset, DatasetVersion

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from tre_platform.policy import PolicyEngine
 from tre_platform.settings import REPO_ROOT
 

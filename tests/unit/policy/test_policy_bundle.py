@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from tre_platform.policy import PolicyBundleError, PolicyEngine, load_bundle
 from tre_platform.policy.facts import ACTIONS
 from tre_platform.settings import REPO_ROOT

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tre_platform.policy import PolicyEngine
 from tre_platform.policy.cases import GoldenCase, load_cases, run_case
 from tre_platform.settings import REPO_ROOT

@@ -11,6 +11,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tre_platform.policy import PolicyEngine, World
 from tre_platform.settings import REPO_ROOT
 

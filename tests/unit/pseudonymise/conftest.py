@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -23,37 +21,6 @@ Runner = Callable[[str, Values, bytes], list[str | None]]
 NON_SPARK_ENGINES = ("python", "pandas", "polars_series", "polars_expr", "arrow", "dask")
 SPARK_ENGINES = ("spark_sha2", "spark_builtin", "spark_arrow_udf", "spark_pandas_udf", "spark_dataframe")
 ALL_ENGINES = NON_SPARK_ENGINES + SPARK_ENGINES
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local Spark session for the whole test session (local[1], no UI)."""
-    from pyspark.sql import SparkSession
-
-    # UDF workers must run this interpreter, which has tre_lib installed.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("tre-pseudonymise-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("WARN")
-    yield session
-
-
-@pytest.fixture(scope="session")
-def dask_client() -> Iterator[Any]:
-    """One in-process Dask cluster (1 worker, 1 thread) for the whole test session."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def _null(v: Any) -> Any:

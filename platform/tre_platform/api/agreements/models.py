@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.db.base import Base, new_id, utcnow
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+
 from tre_platform.api.agreements import service
 from tre_platform.api.agreements.models import DataSharingAgreement
 from tre_platform.api.agreements.schemas import (

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
 from tre_platform.api.agreements.schemas import AgreementCreate, AgreementRevoke, AgreementUpdate
@@ -19,8 +20,8 @@ from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.users.models import Role
 from tre_platform.clock import clock
-from tre_platform.hooks import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound
+from tre_platform.hooks import access_changed
 
 
 def status(agreement: DataSharingAgreement) -> str:

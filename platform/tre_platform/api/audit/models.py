@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
+
 from tre_platform.db.base import Base, utcnow
 
 GENESIS_HASH = "0" * 64

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+
 from tre_platform.api.audit import service
 from tre_platform.api.audit.schemas import AuditEventOut, AuditPage, VerifyOut
 from tre_platform.api.common import check_admin

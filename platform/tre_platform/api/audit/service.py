@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
+
 from tre_platform.api.audit.models import GENESIS_HASH, AuditEvent
 from tre_platform.clock import clock
 from tre_platform.settings import get_settings

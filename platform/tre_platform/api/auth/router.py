@@ -8,6 +8,7 @@ and in a readable ``tre_csrf`` cookie; state-changing cookie requests must echo 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
+
 from tre_platform.actor import Actor
 from tre_platform.api.audit.service import record
 from tre_platform.api.auth.schemas import LoginOut

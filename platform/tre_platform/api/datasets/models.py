@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import CheckConstraint, Enum, ForeignKey, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.db.base import Base, new_id, utcnow
 

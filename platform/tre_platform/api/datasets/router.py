@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+
 from tre_platform.api.datasets import service
 from tre_platform.api.datasets.schemas import DatasetCreate, DatasetOut, DatasetVersionOut
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId

@@ -7,6 +7,7 @@ import enum
 from typing import Annotated, Any, Self
 
 from pydantic import Field, StringConstraints, model_validator
+
 from tre_platform.api.common import InputSchema, LongText, OutputSchema, RowId, Slug, Title
 from tre_platform.api.datasets.models import IndexKind, OnUnmatched
 

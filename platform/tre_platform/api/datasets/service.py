@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit, can_manage_org_data, check_user, get_or_404
 from tre_platform.api.datasets.models import Dataset, DatasetVersion

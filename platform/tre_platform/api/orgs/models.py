@@ -7,6 +7,7 @@ import enum
 
 from sqlalchemy import Date, Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
+
 from tre_platform.db.base import Base, new_id, utcnow
 
 

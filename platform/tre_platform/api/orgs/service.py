@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit, check_admin, check_user, get_or_404
 from tre_platform.api.orgs.models import Organisation

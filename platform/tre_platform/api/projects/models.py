@@ -7,6 +7,7 @@ import enum
 
 from sqlalchemy import Date, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.users.models import Role, User
 from tre_platform.db.base import Base, new_id, utcnow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
 from tre_platform.api.projects import service
 from tre_platform.api.projects.models import ProjectState

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Self
 
 from pydantic import Field, StringConstraints, model_validator
+
 from tre_platform.api.common import InputSchema, LongText, OutputSchema, RowId, Title
 from tre_platform.api.projects.models import LegalGateway, ProjectAction, ProjectState, PurposeCategory
 

@@ -15,6 +15,7 @@ import secrets
 
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit, check_user
 from tre_platform.api.datasets.models import Dataset
@@ -31,8 +32,8 @@ from tre_platform.api.projects.models import (
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate, ProjectUpdate
 from tre_platform.api.users.models import Role, User, UserRole
 from tre_platform.clock import clock
-from tre_platform.hooks import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
+from tre_platform.hooks import access_changed
 
 #: States in which the application can still be edited.
 EDITABLE_STATES = frozenset({ProjectState.draft})

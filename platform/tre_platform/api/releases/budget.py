@@ -29,6 +29,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+from tre_lib.privacy import Budget, BudgetExceededError, LedgerEntry, PrivacyAccountant, Scope
+from tre_lib.privacy.budget import ScopeLike, _check_amounts, as_scope, check_within_limits
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit, check_user
 from tre_platform.api.datasets.models import Dataset
@@ -39,9 +42,6 @@ from tre_platform.api.releases.models import PrivacyBudgetHead, PrivacyLedgerEnt
 from tre_platform.clock import clock
 from tre_platform.errors import Forbidden, InvalidInput
 from tre_platform.policy import require
-
-from tre_lib.privacy import Budget, BudgetExceededError, LedgerEntry, PrivacyAccountant, Scope
-from tre_lib.privacy.budget import ScopeLike, _check_amounts, as_scope, check_within_limits
 
 
 class BudgetExceeded(Forbidden):

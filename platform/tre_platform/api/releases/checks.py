@@ -22,18 +22,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from tre_platform.api.agreements.models import DataSharingAgreement
-from tre_platform.api.datasets.models import Dataset
-from tre_platform.api.projects.models import Project
-from tre_platform.api.releases.differencing import differencing_findings, release_record
-from tre_platform.api.releases.files import FilePolicy
-from tre_platform.api.releases.models import FileKind, ReleaseFile
-from tre_platform.clock import clock
-from tre_platform.errors import Conflict
-from tre_platform.policy.db import load_request
-from tre_platform.policy.engine import get_engine
-from tre_platform.policy.entities import build
-from tre_platform.settings import Settings
 
 from tre_lib.disclosure import DisclosureError, Rules, check_regression, load_profile, protect_table
 from tre_lib.disclosure.differencing import ReleaseScope
@@ -48,6 +36,18 @@ from tre_lib.outputs.specs import (
     read_table_csv,
     worst,
 )
+from tre_platform.api.agreements.models import DataSharingAgreement
+from tre_platform.api.datasets.models import Dataset
+from tre_platform.api.projects.models import Project
+from tre_platform.api.releases.differencing import differencing_findings, release_record
+from tre_platform.api.releases.files import FilePolicy
+from tre_platform.api.releases.models import FileKind, ReleaseFile
+from tre_platform.clock import clock
+from tre_platform.errors import Conflict
+from tre_platform.policy.db import load_request
+from tre_platform.policy.engine import get_engine
+from tre_platform.policy.entities import build
+from tre_platform.settings import Settings
 
 # Agreements and rules -----------------------------------------------------------------------------
 

@@ -28,11 +28,13 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.errors import TreError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from tre_platform.api.releases.models import ReleaseRequest, ReleaseState
 
 release_app = typer.Typer(
@@ -111,6 +113,7 @@ def _key_from_file(path: Path) -> Ed25519PublicKey:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from tre_platform.api.releases.bundle import BundleError, load_public_key
 
     try:

@@ -10,9 +10,6 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
-from tre_platform.api.releases.models import ReleasedTable
-from tre_platform.clock import clock
-from tre_platform.db.base import new_id
 
 from tre_lib.disclosure import Rules
 from tre_lib.disclosure.differencing import (
@@ -25,6 +22,9 @@ from tre_lib.disclosure.differencing import (
 from tre_lib.disclosure.differencing import ReleasedTable as ReleaseRecord
 from tre_lib.disclosure.table import ProtectedTable
 from tre_lib.outputs.specs import CellKey, TableSpec, label_text
+from tre_platform.api.releases.models import ReleasedTable
+from tre_platform.clock import clock
+from tre_platform.db.base import new_id
 
 
 class SqlReleaseLedger:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from tre_platform.api.projects.models import Project
 from tre_platform.api.users.models import Role, User
 from tre_platform.db.base import Base, new_id, utcnow

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 from fastapi.responses import FileResponse
+
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
 from tre_platform.api.releases import budget, service
 from tre_platform.api.releases import bundle as bundles

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from pydantic import Field
+
 from tre_platform.api.common import InputSchema, LongText, OutputSchema, RowId, ShortText, Title
 from tre_platform.api.releases.models import FileKind, ReleaseState, ReviewDecision
 

@@ -22,6 +22,16 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
+
+from tre_lib.disclosure.differencing import ReleaseScope
+from tre_lib.disclosure.versions import library_versions
+from tre_lib.outputs.specs import (
+    RegressionSpec,
+    SpecError,
+    TableSpec,
+    read_data,
+    worst,
+)
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit, check_user
 from tre_platform.api.datasets.models import Dataset
@@ -57,16 +67,6 @@ from tre_platform.clock import clock
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from tre_platform.policy import get_engine, require
 from tre_platform.settings import Settings, get_settings
-
-from tre_lib.disclosure.differencing import ReleaseScope
-from tre_lib.disclosure.versions import library_versions
-from tre_lib.outputs.specs import (
-    RegressionSpec,
-    SpecError,
-    TableSpec,
-    read_data,
-    worst,
-)
 
 # Visibility ----------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import enum
 
 from sqlalchemy import Boolean, Date, Enum, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.db.base import Base, new_id, utcnow
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+
 from tre_platform.api.common import check_admin
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
 from tre_platform.api.users import service

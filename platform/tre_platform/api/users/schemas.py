@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Self
 
 from pydantic import Field, StringConstraints, model_validator
+
 from tre_platform.api.common import InputSchema, OutputSchema, Reason, RowId, ShortText, Slug
 from tre_platform.api.users.models import Role
 from tre_platform.api.users.security import MAX_PASSWORD_LENGTH

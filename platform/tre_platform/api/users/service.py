@@ -9,6 +9,7 @@ import datetime as dt
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit, check_admin, check_user, get_or_404
 from tre_platform.api.orgs.models import Organisation
@@ -32,8 +33,8 @@ from tre_platform.api.users.schemas import (
     UserUpdate,
 )
 from tre_platform.clock import clock
-from tre_platform.hooks import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from tre_platform.hooks import access_changed
 from tre_platform.settings import Settings, get_settings
 
 # Accounts ------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import tre_platform.db.models  # noqa: F401  (registers every table)
 from alembic import context
 from sqlalchemy import create_engine, pool
+
+import tre_platform.db.models  # noqa: F401  (registers every table)
 from tre_platform.db.base import Base
 
 config = context.config

@@ -12,8 +12,9 @@ the database itself refuses UPDATE/DELETE, so only someone who can drop triggers
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import tre_platform.db.base
 from alembic import op
+
+import tre_platform.db.base
 
 revision: str = "0001"
 down_revision: str | None = None

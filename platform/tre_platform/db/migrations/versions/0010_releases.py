@@ -8,8 +8,9 @@ Create Date: 2026-11-21 23:13:41.232949
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import tre_platform.db.base
 from alembic import op
+
+import tre_platform.db.base
 
 revision: str = "0010"
 down_revision: str | None = "0001"
