@@ -749,6 +749,7 @@ def agreement_revoke(
 
 
 def _mount_subapps() -> None:
+    from tre_platform.api.datasets.cli import register_catalogue_commands
     from tre_platform.api.releases.cli import release_app
     from tre_platform.hub.cli import hub_app
     from tre_platform.pipelines.cli import register_dataset_commands
@@ -760,6 +761,7 @@ def _mount_subapps() -> None:
     app.add_typer(hub_app, name="hub")
     app.add_typer(release_app, name="release")
     register_dataset_commands(dataset_app)
+    register_catalogue_commands(dataset_app)
 
 
 _mount_subapps()

@@ -204,6 +204,20 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/datasets": Case(no_body(), statuses(200)),
     "GET /api/v1/datasets/{dataset_id}": Case(ids(dataset_id="hes"), statuses(200)),
     "GET /api/v1/datasets/{dataset_id}/versions": Case(ids(dataset_id="hes"), OWNER_200),
+    # The data library: accredited researchers and staff roles; the output checker holds no accreditation.
+    "GET /api/v1/datasets/search": Case(
+        no_body(), statuses(200, output_checker=403), query=lambda _w, _r: {"q": "dataset", "column": "age"}
+    ),
+    "GET /api/v1/datasets/{dataset_id}/lifecycle": Case(ids(dataset_id="hes"), OWNER_200),
+    # The world's datasets have no published version: even their owners are told version 1 does not exist.
+    "POST /api/v1/datasets/{dataset_id}/versions/{version}/archive": Case(
+        lambda w, _r: ({"dataset_id": w.ids["hes"], "version": "1"}, {"reason": "superseded"}), statuses(404)
+    ),
+    "POST /api/v1/datasets/{dataset_id}/versions/{version}/destroy": Case(
+        lambda w, _r: ({"dataset_id": w.ids["hes"], "version": "1"}, {"reason": "retention ended"}),
+        statuses(404),
+    ),
+    "POST /api/v1/datasets/sweep": Case(no_body(), statuses(403, admin=200, data_owner=200)),
     # Agreements
     "POST /api/v1/agreements": Case(
         body(

@@ -2,7 +2,7 @@
 
 from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
 from tre_platform.api.audit.models import AuditEvent
-from tre_platform.api.datasets.models import Dataset, DatasetVersion
+from tre_platform.api.datasets.models import Dataset, DatasetVersion, DatasetVersionEvent
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.projects.models import Project, ProjectDataset, ProjectDecision, ProjectMember
 from tre_platform.api.releases.models import (
@@ -26,6 +26,7 @@ __all__ = [
     "DataSharingAgreement",
     "Dataset",
     "DatasetVersion",
+    "DatasetVersionEvent",
     "Organisation",
     "PrivacyBudgetHead",
     "PrivacyLedgerEntry",

@@ -72,6 +72,8 @@ class PolicyInfo:
     roles: tuple[str, ...] = ()
     #: The actions (or action groups) the policy's scope names; empty means every action.
     actions: tuple[str, ...] = ()
+    #: Whether the policy has a ``when``/``unless`` condition (else its scope alone decides it).
+    conditional: bool = True
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,7 @@ def _describe(path: Path, text: str, statements: list[Statement], name: str) -> 
             line=line,
             roles=roles,
             actions=actions,
+            conditional=bool(policy.get("conditions")),
         )
     return infos
 

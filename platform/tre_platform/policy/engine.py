@@ -15,6 +15,7 @@ How a decision is made (see docs/adr/0002-policy-engine.md):
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from tre_platform.clock import clock
 from tre_platform.errors import PolicyDenied
 from tre_platform.policy.bundle import PolicyBundle, PolicyInfo, load_bundle
-from tre_platform.policy.entities import Candidate, CedarInput, build
+from tre_platform.policy.entities import Candidate, CedarInput, Json, build
 from tre_platform.policy.facts import DATASET_ACTIONS, PolicyRequest
 from tre_platform.settings import get_settings
 
@@ -106,6 +107,35 @@ def _dimension(info: PolicyInfo) -> str:
     return "general"
 
 
+def _allows(results: Sequence[cedarpy.AuthzResult]) -> bool:
+    """Whether :meth:`PolicyEngine.interpret` allows: some candidate allowed without any error."""
+    return any(r.allowed and not r.diagnostics.errors for r in results)
+
+
+def mergeable_groups(inputs: Sequence[CedarInput]) -> list[tuple[list[int], list[Json]]]:
+    """Split requests into groups whose entity stores can be merged without changing any decision.
+
+    Two stores merge when every uid they share has identical attributes and parents. A store whose
+    parents are not all inside it (never the case for :func:`build`'s) is kept alone, because a parent
+    lent by another request could add ancestors that ``in`` would then see.
+    """
+    groups: list[tuple[list[int], dict[tuple[str, str], Json], bool]] = []  # members, store, open
+    for index, cedar_input in enumerate(inputs):
+        own = {(e["uid"]["type"], e["uid"]["id"]): e for e in cedar_input.entities}
+        closed = all((p["type"], p["id"]) in own for e in own.values() for p in e["parents"])
+        joined = False
+        if closed:
+            for members, merged, open_ in groups:
+                if open_ and all(merged.get(key, entity) == entity for key, entity in own.items()):
+                    members.append(index)
+                    merged.update(own)
+                    joined = True
+                    break
+        if not joined:
+            groups.append(([index], own, closed))
+    return [(members, list(merged.values())) for members, merged, _ in groups]
+
+
 class PolicyEngine:
     """Evaluates requests against a validated :class:`PolicyBundle`.
 
@@ -118,6 +148,13 @@ class PolicyEngine:
 
     def __init__(self, bundle: PolicyBundle) -> None:
         self.bundle = bundle
+        self._order = {policy_id: n for n, policy_id in enumerate(bundle.policies)}
+        # A permit without conditions is decided by its scope (principal, action, resource) alone, and
+        # every candidate of a decision shares those: then whether any permit applies is the same for
+        # every candidate, and asking Cedar about the first one answers for all.
+        self._permits_read_context = any(
+            info.conditional for info in bundle.policies.values() if info.effect == "permit"
+        )
 
     @classmethod
     def load(cls, policies_dir: Path) -> PolicyEngine:
@@ -133,26 +170,113 @@ class PolicyEngine:
     def evaluate(self, request: PolicyRequest) -> Decision:
         """Decide ``request`` (no database, no audit)."""
         cedar_input = build(request)
-        results = self.run(cedar_input)
-        return self.interpret(request, cedar_input, results)
+        entities = self.parse_entities(cedar_input.entities)
+        results = self.run(cedar_input, entities)
+        return self.interpret(request, cedar_input, results, entities=entities)
 
-    def run(self, cedar_input: CedarInput) -> list[cedarpy.AuthzResult]:
-        """The Cedar evaluation itself: every candidate in one batch."""
+    def evaluate_many(self, requests: Sequence[PolicyRequest]) -> list[Decision]:
+        """Decide many requests with as few Cedar calls as possible; same decisions as :meth:`evaluate`.
+
+        Requests whose entities agree (every shared uid has identical attributes and parents) share
+        one parsed entity store and one ``is_authorized_batch`` call, and the permit-only check of
+        all their denies is one more call. A request whose entities disagree with the group's starts
+        a new group. Any request with a Cedar evaluation error is decided again on its own, so an
+        entity lent by another request can never turn a fail-closed error into a different answer.
+        """
+        inputs = [build(request) for request in requests]
+        decisions: list[Decision | None] = [None] * len(requests)
+        for group, entities in mergeable_groups(inputs):
+            handle = self.parse_entities(entities)
+            results = self._split(group, inputs, self.bundle.policy_set, handle)
+            denied = [i for i in group if not _allows(results[i])]
+            permitted = self._split(denied, inputs, self.bundle.permit_set, handle, permits=True)
+            for i in group:
+                if any(r.diagnostics.errors for r in results[i]):
+                    decisions[i] = self.evaluate(requests[i])
+                else:
+                    decisions[i] = self.interpret(
+                        requests[i], inputs[i], results[i], permitted=permitted.get(i)
+                    )
+        return [d for d in decisions if d is not None]
+
+    def _split(
+        self,
+        indices: Sequence[int],
+        inputs: Sequence[CedarInput],
+        policies: cedarpy.PolicySet,
+        entities: cedarpy.Entities,
+        *,
+        permits: bool = False,
+    ) -> dict[int, list[cedarpy.AuthzResult]]:
+        """One Cedar call for the candidates of ``indices``, its results handed back per request."""
+        if not indices:
+            return {}
+        per_input = {
+            i: self._permit_requests(inputs[i])
+            if permits
+            else [c.cedar_request for c in inputs[i].candidates]
+            for i in indices
+        }
+        flat = cedarpy.is_authorized_batch(
+            [r for i in indices for r in per_input[i]], policies, entities, schema=self.bundle.schema
+        )
+        out: dict[int, list[cedarpy.AuthzResult]] = {}
+        position = 0
+        for i in indices:
+            count = len(per_input[i])
+            out[i] = flat[position : position + count]
+            position += count
+        return out
+
+    def _permit_requests(self, cedar_input: CedarInput) -> list[Json]:
+        """The Cedar requests that tell whether any permit applies to a decision at all."""
+        requests = [c.cedar_request for c in cedar_input.candidates]
+        return requests if self._permits_read_context else requests[:1]
+
+    def parse_entities(self, entities: list[Json]) -> cedarpy.Entities:
+        """Parse and validate (against the schema) an entity store once, for every Cedar call on it.
+
+        Passing entities as JSON to ``is_authorized_batch`` makes Cedar parse them on each call; a
+        parsed handle is reused by the evaluation and by the permit-only check of a deny.
+        """
+        return cedarpy.Entities.from_json_str(json.dumps(entities), self.bundle.schema)
+
+    def run(
+        self, cedar_input: CedarInput, entities: cedarpy.Entities | None = None
+    ) -> list[cedarpy.AuthzResult]:
+        """The Cedar evaluation itself: every candidate in one batch (``entities``: a parsed store)."""
         return cedarpy.is_authorized_batch(
             [c.cedar_request for c in cedar_input.candidates],
             self.bundle.policy_set,
-            cedar_input.entities,
+            entities if entities is not None else self.parse_entities(cedar_input.entities),
             schema=self.bundle.schema,
         )
 
     def _ids(self, result: cedarpy.AuthzResult) -> list[str]:
         annotations = result.diagnostics.id_annotations_by_reason
-        return [annotations.get(pid, pid) for pid in result.diagnostics.reasons]
+        ids = [annotations.get(pid, pid) for pid in result.diagnostics.reasons]
+        # Cedar reports the determining policies as a set, in no stable order: put them in the
+        # bundle's order (file, then line) so the same request always gets the same reasons.
+        return sorted(ids, key=lambda i: self._order.get(i, len(self._order)))
 
     def interpret(
-        self, request: PolicyRequest, cedar_input: CedarInput, results: Sequence[cedarpy.AuthzResult]
+        self,
+        request: PolicyRequest,
+        cedar_input: CedarInput,
+        results: Sequence[cedarpy.AuthzResult],
+        *,
+        entities: cedarpy.Entities | None = None,
+        permitted: Sequence[cedarpy.AuthzResult] | None = None,
     ) -> Decision:
-        """Turn Cedar's per-candidate results into one :class:`Decision` with its reasons."""
+        """Turn Cedar's per-candidate results into one :class:`Decision` with its reasons.
+
+        Args:
+            request: the request decided.
+            cedar_input: what :func:`build` made of it.
+            results: Cedar's result for each candidate, in order.
+            entities: the parsed entity store of ``cedar_input``, reused by the permit-only check.
+            permitted: the permit-only results, when the caller already has them (batches).
+        """
         now = clock.now()
         base = Decision(
             allowed=False,
@@ -183,7 +307,14 @@ class PolicyEngine:
                     agreement=candidate.agreement.reference if candidate.agreement else None,
                     errors=errors,
                 )
-        reasons, policy_ids = self._deny_reasons(request, cedar_input, results)
+        if permitted is None:
+            permitted = cedarpy.is_authorized_batch(
+                self._permit_requests(cedar_input),
+                self.bundle.permit_set,
+                entities if entities is not None else self.parse_entities(cedar_input.entities),
+                schema=self.bundle.schema,
+            )
+        reasons, policy_ids = self._deny_reasons(request, cedar_input, results, permitted)
         if errors:
             reasons.append(
                 "the policies could not be evaluated completely, so access is refused: " + "; ".join(errors)
@@ -212,7 +343,11 @@ class PolicyEngine:
         return reasons
 
     def _deny_reasons(
-        self, request: PolicyRequest, cedar_input: CedarInput, results: Sequence[cedarpy.AuthzResult]
+        self,
+        request: PolicyRequest,
+        cedar_input: CedarInput,
+        results: Sequence[cedarpy.AuthzResult],
+        permitted: Sequence[cedarpy.AuthzResult],
     ) -> tuple[list[str], list[str]]:
         candidates = cedar_input.candidates
         fired: list[list[PolicyInfo]] = []
@@ -220,13 +355,7 @@ class PolicyEngine:
             infos = [self.bundle.policies[i] for i in self._ids(result) if i in self.bundle.policies]
             fired.append([info for info in infos if info.effect == "forbid"])
         # Cedar names only the forbids when it denies; whether any permit applied at all is asked of
-        # the permits alone, so "nobody permits this" is also Cedar's answer, not a guess.
-        permitted = cedarpy.is_authorized_batch(
-            [c.cedar_request for c in candidates],
-            self.bundle.permit_set,
-            cedar_input.entities,
-            schema=self.bundle.schema,
-        )
+        # the permits alone (``permitted``), so "nobody permits this" is also Cedar's answer, not a guess.
         no_permit = (
             []
             if any(r.allowed for r in permitted)

@@ -157,12 +157,10 @@ def find_project(session: Session, ref: str) -> Project:
 
 
 def newest_version(session: Session, dataset: Dataset) -> DatasetVersion | None:
-    return session.scalars(
-        select(DatasetVersion)
-        .where(DatasetVersion.dataset_id == dataset.id)
-        .order_by(DatasetVersion.version.desc())
-        .limit(1)
-    ).first()
+    """The newest version a view may read: archived and destroyed versions are out of research use."""
+    from tre_platform.api.datasets.lifecycle import newest_live_version
+
+    return newest_live_version(session, dataset)
 
 
 def views_dir(project_code: str, settings: Settings | None = None) -> Path:

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import CheckConstraint, Date, Enum, ForeignKey, Integer, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tre_platform.api.orgs.models import Organisation
@@ -21,6 +21,11 @@ class IndexKind(enum.StrEnum):
     address = "address"
     geography = "geography"
     classification = "classification"
+
+
+#: Five years, the usual retention of a data-sharing agreement's deliveries.
+DEFAULT_RETENTION_DAYS = 1826
+DEFAULT_ARCHIVE_DAYS = 365
 
 
 class OnUnmatched(enum.StrEnum):
@@ -47,6 +52,13 @@ class Dataset(Base):
     )
     #: Splink match probability above which a probabilistic link is accepted.
     match_threshold: Mapped[float] = mapped_column(default=0.9)
+    #: Subject tags for the catalogue ("health", "labour-market" ...), lower case.
+    topics: Mapped[list[str]] = mapped_column(default=list)
+    #: Days a version stays in the research zone after publication (unless an agreement runs longer).
+    retention_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_RETENTION_DAYS)
+    #: Days an archived version is kept after its retention date before the sweep destroys it
+    #: (0: the sweep destroys it at the retention date, without archiving).
+    archive_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_ARCHIVE_DAYS)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     owner: Mapped[Organisation] = relationship(lazy="joined")
@@ -88,6 +100,40 @@ class DatasetVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions")
+
+
+class LifecycleAction(enum.StrEnum):
+    """What happened to a published version after publication."""
+
+    archive = "archive"  # moved from research/ to archive/: kept, but no longer used for views
+    destroy = "destroy"  # files deleted everywhere; the version row stays as a tombstone
+
+
+class DatasetVersionEvent(Base):
+    """One lifecycle step of a version (append-only: the database refuses UPDATE and DELETE).
+
+    The version row itself is immutable, so a version's state is the set of its events: none means
+    live, ``archive`` archived, ``destroy`` destroyed. Each action happens at most once per version,
+    which also makes two concurrent archives of one version fail instead of both moving files.
+    """
+
+    __tablename__ = "dataset_version_events"
+    __table_args__ = (UniqueConstraint("version_id", "action", name="uq_dataset_version_events_step"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    version_id: Mapped[str] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    action: Mapped[LifecycleAction] = mapped_column(Enum(LifecycleAction, native_enum=False, length=10))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    #: The retention date the decision was made against.
+    retention_until: Mapped[dt.date | None] = mapped_column(Date, default=None)
+    #: Where the files are after this step (the archive directory; empty once destroyed).
+    location: Mapped[str] = mapped_column(Text, default="")
+    #: What was moved or removed (files, views, index entries).
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ImmutableVersionError(RuntimeError):

@@ -8,11 +8,20 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from tre_platform.api.common import InputSchema, LongText, OutputSchema, RowId, Slug, Title
-from tre_platform.api.datasets.models import IndexKind, OnUnmatched
+from tre_platform.api.common import InputSchema, LongText, OutputSchema, Reason, RowId, Slug, Title
+from tre_platform.api.datasets.models import (
+    DEFAULT_ARCHIVE_DAYS,
+    DEFAULT_RETENTION_DAYS,
+    IndexKind,
+    OnUnmatched,
+)
 
 ColumnIdent = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 AllowedValue = Annotated[str, StringConstraints(max_length=200)]
+#: A catalogue topic: lower-case words joined by '-' ("health", "labour-market").
+Topic = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+]
 
 
 class ColumnType(enum.StrEnum):
@@ -90,6 +99,11 @@ class DatasetCreate(InputSchema):
     schema_: list[ColumnSpec] = Field(alias="schema", min_length=1, max_length=500)
     on_unmatched: OnUnmatched = OnUnmatched.report
     match_threshold: float = Field(0.9, gt=0.0, lt=1.0)
+    topics: list[Topic] = Field(default_factory=list, max_length=20)
+    #: Days each version stays in the research zone (an agreement that runs longer extends it).
+    retention_days: int = Field(DEFAULT_RETENTION_DAYS, ge=1, le=36_500)
+    #: Days an archived version is kept before the sweep destroys it (0: destroy without archiving).
+    archive_days: int = Field(DEFAULT_ARCHIVE_DAYS, ge=0, le=36_500)
 
     model_config = InputSchema.model_config | {"populate_by_name": True}
 
@@ -125,8 +139,128 @@ class DatasetOut(OutputSchema):
     schema_: list[dict[str, Any]] = Field(alias="schema", validation_alias="schema")
     on_unmatched: OnUnmatched
     match_threshold: float
+    topics: list[str] = []
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    archive_days: int = DEFAULT_ARCHIVE_DAYS
     created_at: dt.datetime
     research_columns: list[str]
     identifier_columns: dict[str, str]
 
     model_config = OutputSchema.model_config | {"populate_by_name": True, "serialize_by_alias": True}
+
+
+# The catalogue ("data library"): metadata only, never data -------------------------------------------
+
+
+class CatalogueOwner(OutputSchema):
+    id: str
+    slug: str
+    name: str
+
+
+class CatalogueColumn(OutputSchema):
+    """A column as a researcher plans with it (identifier columns never reach the research zone)."""
+
+    name: str
+    type: str
+    description: str = ""
+    required: bool = True
+    #: True for a direct identifier: replaced by ``index_id_column`` at ingest, never in a view.
+    identifier: bool = False
+    index_id_column: str | None = None
+
+
+class CatalogueVersion(OutputSchema):
+    version: int
+    row_count: int
+    created_at: dt.datetime
+    #: live | archived (destroyed versions are not listed).
+    state: str
+    retention_until: dt.date
+    #: The Government Data Quality Framework dimensions measured at ingest (aggregates only).
+    quality: dict[str, Any]
+
+
+class CatalogueAgreement(OutputSchema):
+    """An active agreement covering the dataset: enough to know whether and why one may apply."""
+
+    reference: str
+    title: str
+    purposes: list[str]
+    legal_gateways: list[str]
+    max_tier: int
+    valid_from: dt.date
+    valid_to: dt.date
+    any_accredited: bool
+    #: True when the searcher's organisation may use the dataset under this agreement.
+    covers_your_organisation: bool
+
+
+class CatalogueEntry(OutputSchema):
+    id: str
+    name: str
+    title: str
+    description: str
+    owner: CatalogueOwner
+    tier: int
+    topics: list[str]
+    columns: list[CatalogueColumn]
+    versions: list[CatalogueVersion]
+    agreements: list[CatalogueAgreement]
+
+
+# Lifecycle --------------------------------------------------------------------------------------------
+
+
+class VersionDestroy(InputSchema):
+    reason: Reason
+
+
+class VersionArchive(InputSchema):
+    reason: LongText = ""
+
+
+class VersionLifecycleOut(OutputSchema):
+    dataset: str
+    version: int
+    #: live | archived | destroyed
+    state: str
+    retention_until: dt.date
+    #: Why that date: the dataset's retention period or a longer agreement.
+    retention_basis: str
+    #: When the sweep destroys the archived version.
+    destroy_after: dt.date
+    archived_at: dt.datetime | None = None
+    destroyed_at: dt.datetime | None = None
+    #: Where the files are now (the research or archive directory; empty once destroyed).
+    location: str = ""
+
+
+class RemovedView(OutputSchema):
+    project: str
+    view: str
+
+
+class LifecycleStepOut(OutputSchema):
+    """What one archive or destroy did."""
+
+    dataset: str
+    version: int
+    action: str
+    reason: str
+    retention_until: dt.date
+    #: Archive: where the files went. Destroy: the directories deleted.
+    moved_to: str = ""
+    removed_paths: list[str] = []
+    files_removed: int = 0
+    bytes_removed: int = 0
+    views_removed: list[RemovedView] = []
+    #: Reference-index entries deleted per index kind (see lifecycle.destroy_version).
+    index_entries_removed: dict[str, int] = {}
+
+
+class SweepOut(OutputSchema):
+    checked: int
+    steps: list[LifecycleStepOut]
+    #: Versions a step failed for, with the reason; the next sweep retries them.
+    problems: list[str] = []

@@ -47,6 +47,9 @@ def register_dataset(session: Session, actor: Actor, data: DatasetCreate) -> Dat
         schema=[c.model_dump(mode="json", exclude_none=True) for c in data.schema_],
         on_unmatched=data.on_unmatched,
         match_threshold=data.match_threshold,
+        topics=list(dict.fromkeys(data.topics)),
+        retention_days=data.retention_days,
+        archive_days=data.archive_days,
     )
     session.add(dataset)
     session.flush()

@@ -1,14 +1,22 @@
-"""Policy decisions per second: our Cedar engine beside straightforward peers of the same rules.
+"""Policy decisions per second: our Cedar engine beside a straightforward SQL query of the same rules.
 
-In memory (always): read_dataset decisions over a generated population, timed three ways for ours -
-the Cedar evaluation alone (entities already built), entity building alone, and the whole decision
-with its reasons - beside a pure-Python if/else implementation of the same rules (the peer).
+The default run is the set-up of issue 3: 10,000 projects, 1,000 agreements and 50,000 users written
+to a SQLite database with bulk inserts, then ``read_dataset`` decisions for members (mostly) of
+projects on listed datasets (mostly). The peer is one SQL query per decision that answers allow/deny
+with the same rules. Ours is timed step by step on the same requests, in the same run:
 
-With ``--db``: the same population written to a SQLite database; ours is ``engine.decide(...)`` (load
-facts with SQLAlchemy, evaluate, explain; no audit) and the peer is one SQL query per decision that
-answers allow/deny with the same rules.
+- loading the facts of a request from the database (SQLAlchemy);
+- entity building: facts -> Cedar entities, parsed and validated against the schema;
+- the Cedar evaluation itself, one decision per call and many decisions per call;
+- the whole decision with its reasons (facts already loaded), one by one and batched;
+- ``engine.decide`` end to end (load + Cedar + reasons, no audit) on a smaller sample.
 
-    .venv/bin/python bench/bench_policy.py [--users 50000 --projects 10000 --agreements 1000] [--db]
+Every decision of ours is checked against the SQL peer's.
+
+    .venv/bin/python bench/policy_bench.py [--users 50000 --projects 10000 --agreements 1000]
+        [--decisions 1000] [--db-decisions 200] [--batch 100] [--no-db]
+
+``--no-db`` runs the in-memory comparison only (facts generated in Python, peer in pure Python).
 """
 
 from __future__ import annotations
@@ -23,11 +31,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cedarpy
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine, create_engine, insert, text
 
 from tre_platform.policy import PolicyEngine
-from tre_platform.policy.entities import build
+from tre_platform.policy.engine import mergeable_groups
+from tre_platform.policy.entities import CedarInput, build
 from tre_platform.policy.facts import (
     AccreditationFacts,
     AgreementFacts,
@@ -167,6 +178,7 @@ def naive_decision(r: PolicyRequest) -> bool:
 
 
 def timed(fn: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any], list[float]]:
+    """Call ``fn`` on each item; the results and each call's latency in milliseconds."""
     results, latencies = [], []
     for item in items:
         start = time.perf_counter_ns()
@@ -175,41 +187,98 @@ def timed(fn: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any], li
     return results, latencies
 
 
-def row(table: Table, name: str, latencies: list[float], reference: float | None) -> float:
-    rate = len(latencies) / (sum(latencies) / 1e3)
-    q = statistics.quantiles(latencies, n=100)
-    ratio = f"{reference / rate:.1f}x slower" if reference else "1.0x (peer)"
-    table.add_row(name, f"{rate:,.0f}", f"{q[49]:.3f}", f"{q[98]:.3f}", ratio)
+def new_table(title: str) -> Table:
+    table = Table(title=title)
+    for column in ("implementation", "decisions/s", "p50 ms", "p99 ms", "vs peer"):
+        table.add_column(column, justify="left" if column == "implementation" else "right")
+    return table
+
+
+def row(table: Table, name: str, latencies: list[float], peer: float | None, per_call: int = 1) -> float:
+    """Add a row; ``latencies`` are per call of ``per_call`` decisions (p50/p99 are per decision)."""
+    rate = len(latencies) * per_call / (sum(latencies) / 1e3)
+    q = statistics.quantiles([lat / per_call for lat in latencies], n=100)
+    if peer is None:
+        ratio = "1.0x (peer)"
+    else:
+        ratio = f"{rate / peer:.2f}x" if rate >= peer else f"{peer / rate:.1f}x slower"
+    per = "" if per_call == 1 else " (amortised)"
+    table.add_row(name, f"{rate:,.0f}", f"{q[49]:.3f}{per}", f"{q[98]:.3f}{per}", ratio)
     return rate
 
 
-def bench_memory(console: Console, engine: PolicyEngine, population: Population, n: int) -> None:
+def batches(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def eval_batch(engine: PolicyEngine, inputs: list[CedarInput]) -> list[list[Any]]:
+    """The Cedar evaluation of many decisions: one parsed store per group, one call per group."""
+    out = []
+    for members, entities in mergeable_groups(inputs):
+        handle = engine.parse_entities(entities)
+        out.append([handle, [c.cedar_request for i in members for c in inputs[i].candidates]])
+    return out
+
+
+def ours_steps(
+    console: Console,
+    table: Table,
+    engine: PolicyEngine,
+    requests: list[PolicyRequest],
+    peer: float,
+    batch: int,
+) -> list[bool]:
+    """Time our engine step by step on ``requests``; add the rows and return the decisions."""
+    built, build_lat = timed(build, requests)
+    handles, parse_lat = timed(lambda b: engine.parse_entities(b.entities), built)
+    _, eval_lat = timed(lambda pair: engine.run(*pair), list(zip(built, handles, strict=True)))
+    # Many decisions per Cedar call: entity stores merged per group (entity building), then one
+    # is_authorized_batch per group (evaluation).
+    chunks = batches(built, batch)
+    prepared, prep_lat = timed(lambda chunk: eval_batch(engine, chunk), chunks)
+
+    def run_groups(groups: list[list[Any]]) -> None:
+        for handle, cedar_requests in groups:
+            cedarpy.is_authorized_batch(
+                cedar_requests, engine.bundle.policy_set, handle, schema=engine.bundle.schema
+            )
+
+    _, batch_eval_lat = timed(run_groups, prepared)
+    decisions, full_lat = timed(engine.evaluate, requests)
+    batched, full_batch_lat = timed(engine.evaluate_many, batches(requests, batch))
+    flat = [d for chunk in batched for d in chunk]
+    assert [d.allowed for d in flat] == [d.allowed for d in decisions]
+    building = [a + b for a, b in zip(build_lat, parse_lat, strict=True)]
+    row(table, "ours: Cedar evaluation, 1 decision per call", eval_lat, peer)
+    row(table, f"ours: Cedar evaluation, {batch} decisions per call", batch_eval_lat, peer, batch)
+    row(table, "ours: entity building (facts -> parsed Cedar entities)", building, peer)
+    row(table, "   of which Python dicts", build_lat, peer)
+    row(table, "   of which cedarpy parse + schema check", parse_lat, peer)
+    row(table, f"ours: entity building, {batch} per merged store", prep_lat, peer, batch)
+    row(table, "ours: whole decision + reasons (facts in memory)", full_lat, peer)
+    row(table, f"ours: whole decision + reasons, {batch} per batch", full_batch_lat, peer, batch)
+    candidates = statistics.mean(len(b.candidates) for b in built)
+    entities = statistics.mean(len(b.entities) for b in built)
+    console.print(
+        f"{candidates:.2f} Cedar requests (candidate accreditation x agreement) and {entities:.1f} "
+        "entities per decision on average"
+    )
+    return [d.allowed for d in decisions]
+
+
+def bench_memory(console: Console, engine: PolicyEngine, population: Population, n: int, batch: int) -> None:
     requests = population.requests(n)
     naive, naive_lat = timed(naive_decision, requests)
-    built, build_lat = timed(build, requests)
-    raw, eval_lat = timed(engine.run, built)
-    decisions, full_lat = timed(engine.evaluate, requests)
-    mismatches = sum(d.allowed != p for d, p in zip(decisions, naive, strict=True))
-    candidates = statistics.mean(len(b.candidates) for b in built)
-    table = Table(
-        title=f"read_dataset, in memory: {n:,} decisions ({candidates:.1f} candidate agreements each)"
-    )
-    for column in ("implementation", "decisions/s", "p50 ms", "p99 ms", "vs peer"):
-        table.add_column(column, justify="right" if column != "implementation" else "left")
+    table = new_table(f"read_dataset, facts generated in memory: {n:,} decisions")
     peer = row(table, "peer: pure-Python if/else", naive_lat, None)
-    row(table, "ours: Cedar evaluation only", eval_lat, peer)
-    row(table, "ours: entity building only", build_lat, peer)
-    row(table, "ours: whole decision + reasons", full_lat, peer)
+    mine = ours_steps(console, table, engine, requests, peer, batch)
     console.print(table)
-    allowed = sum(d.allowed for d in decisions)
-    console.print(f"allowed {allowed:,} / {n:,}; decisions that differ from the peer: {mismatches}")
-    del raw
+    mismatches = sum(a != b for a, b in zip(mine, naive, strict=True))
+    console.print(f"allowed {sum(mine):,} / {n:,}; decisions that differ from the peer: {mismatches}")
 
 
-def bench_db(console: Console, engine: PolicyEngine, population: Population, n: int) -> None:
-    from sqlalchemy import create_engine, insert, text
-    from sqlalchemy.orm import Session
-
+def write_database(console: Console, population: Population, directory: Path) -> Engine:
+    """The population in a fresh SQLite database, written with bulk (executemany) inserts."""
     from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
     from tre_platform.api.datasets.models import Dataset
     from tre_platform.api.orgs.models import Organisation
@@ -217,7 +286,6 @@ def bench_db(console: Console, engine: PolicyEngine, population: Population, n: 
     from tre_platform.api.users.models import Accreditation, User, UserRole
     from tre_platform.db.base import Base
 
-    directory = Path(tempfile.mkdtemp(prefix="tre-bench-policy-"))
     db = create_engine(f"sqlite:///{directory / 'bench.db'}")
     Base.metadata.create_all(db)
     start = time.perf_counter()
@@ -354,72 +422,128 @@ def bench_db(console: Console, engine: PolicyEngine, population: Population, n: 
             for a in p.agreements for o in a.recipient_ids
         ])  # fmt: skip
     console.print(
-        f"database: {len(p.users):,} users, {len(p.projects):,} projects, {len(p.agreements):,} agreements "
-        f"written in {time.perf_counter() - start:.1f}s"
+        f"database: {len(p.users):,} users, {len(p.projects):,} projects, {len(p.agreements):,} agreements, "
+        f"{len(p.datasets):,} datasets written in {time.perf_counter() - start:.1f}s "
     )
-    sql = text(
-        """
-        SELECT
-          u.is_active AND EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = u.id AND r.role = 'researcher')
-          AND EXISTS (SELECT 1 FROM accreditations a WHERE a.user_id = u.id AND a.revoked_at IS NULL
-                      AND a.granted_on <= :today AND a.expires_on >= :today)
-          AND (p.lead_id = u.id OR EXISTS (SELECT 1 FROM project_members m
-                                           WHERE m.project_id = p.id AND m.user_id = u.id))
-          AND p.state IN ('approved', 'active') AND p.start_date <= :today AND p.end_date >= :today
-          AND pd.id IS NOT NULL AND d.tier <= p.max_tier
-          AND EXISTS (
-            SELECT 1 FROM agreements g JOIN organisations po ON po.id = p.organisation_id
-            WHERE g.owner_org_id = d.owner_org_id AND g.revoked_at IS NULL
-              AND g.valid_from <= :today AND g.valid_to >= :today AND d.tier <= g.max_tier
-              AND (g.all_datasets OR EXISTS (SELECT 1 FROM agreement_datasets ad
-                                             WHERE ad.agreement_id = g.id AND ad.dataset_id = d.id))
-              AND (EXISTS (SELECT 1 FROM agreement_recipients ar
-                           WHERE ar.agreement_id = g.id AND ar.organisation_id = p.organisation_id)
-                   OR (g.any_accredited AND po.accredited_until >= :today))
-              AND EXISTS (SELECT 1 FROM json_each(g.purposes) WHERE value = p.purpose)
-              AND EXISTS (SELECT 1 FROM json_each(g.legal_gateways) WHERE value = p.legal_gateway))
-        FROM users u, projects p, datasets d
-        LEFT JOIN project_datasets pd ON pd.project_id = p.id AND pd.dataset_id = d.id
-        WHERE u.id = :user AND p.id = :project AND d.id = :dataset
-        """
-    )
-    requests = population.requests(n)
-    with Session(db) as session:
-        users = {u.id: session.get(User, u.id) for u in {r.user for r in requests}}
+    return db
 
-        def sql_peer(r: PolicyRequest) -> bool:
-            assert r.project is not None and r.dataset is not None
-            params = {"user": r.user.id, "project": r.project.id, "dataset": r.dataset.id, "today": TODAY}
-            return bool(session.execute(sql, params).scalar_one())
 
-        def ours(r: PolicyRequest) -> bool:
-            assert r.project is not None and r.dataset is not None
+SQL_PEER = text(
+    """
+    SELECT
+      u.is_active AND EXISTS (SELECT 1 FROM user_roles r WHERE r.user_id = u.id AND r.role = 'researcher')
+      AND EXISTS (SELECT 1 FROM accreditations a WHERE a.user_id = u.id AND a.revoked_at IS NULL
+                  AND a.granted_on <= :today AND a.expires_on >= :today)
+      AND (p.lead_id = u.id OR EXISTS (SELECT 1 FROM project_members m
+                                       WHERE m.project_id = p.id AND m.user_id = u.id))
+      AND p.state IN ('approved', 'active') AND p.start_date <= :today AND p.end_date >= :today
+      AND pd.id IS NOT NULL AND d.tier <= p.max_tier
+      AND EXISTS (
+        SELECT 1 FROM agreements g JOIN organisations po ON po.id = p.organisation_id
+        WHERE g.owner_org_id = d.owner_org_id AND g.revoked_at IS NULL
+          AND g.valid_from <= :today AND g.valid_to >= :today AND d.tier <= g.max_tier
+          AND (g.all_datasets OR EXISTS (SELECT 1 FROM agreement_datasets ad
+                                         WHERE ad.agreement_id = g.id AND ad.dataset_id = d.id))
+          AND (EXISTS (SELECT 1 FROM agreement_recipients ar
+                       WHERE ar.agreement_id = g.id AND ar.organisation_id = p.organisation_id)
+               OR (g.any_accredited AND po.accredited_until >= :today))
+          AND EXISTS (SELECT 1 FROM json_each(g.purposes) WHERE value = p.purpose)
+          AND EXISTS (SELECT 1 FROM json_each(g.legal_gateways) WHERE value = p.legal_gateway))
+    FROM users u, projects p, datasets d
+    LEFT JOIN project_datasets pd ON pd.project_id = p.id AND pd.dataset_id = d.id
+    WHERE u.id = :user AND p.id = :project AND d.id = :dataset
+    """
+)
+
+
+def bench_db(
+    console: Console,
+    engine: PolicyEngine,
+    population: Population,
+    n: int,
+    full_n: int,
+    batch: int,
+) -> None:
+    from sqlalchemy.orm import Session
+
+    from tre_platform.api.users.models import User
+    from tre_platform.clock import clock
+    from tre_platform.policy.db import load_request
+
+    scratch = tempfile.TemporaryDirectory(prefix="tre-bench-policy-")
+    db = write_database(console, population, Path(scratch.name))
+    picks = [
+        (r.user.id, r.project.id, r.dataset.id) for r in population.requests(n) if r.project and r.dataset
+    ]
+    with Session(db) as session, clock.frozen(dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)):
+
+        def sql_peer(pick: tuple[str, str, str]) -> bool:
+            user, project, dataset = pick
+            params = {"user": user, "project": project, "dataset": dataset, "today": TODAY}
+            return bool(session.execute(SQL_PEER, params).scalar_one())
+
+        peer_answers, peer_lat = timed(sql_peer, picks)
+
+        def load(pick: tuple[str, str, str]) -> PolicyRequest:
+            user, project, dataset = pick
+            return load_request(
+                session, session.get(User, user), "read_dataset", project=project, dataset=dataset,
+                columns=["a"], today=TODAY,
+            )  # fmt: skip
+
+        session.expunge_all()
+        requests, load_lat = timed(load, picks)
+
+        table = new_table(
+            f"read_dataset with {len(population.users):,} users, {len(population.projects):,} projects and "
+            f"{len(population.agreements):,} agreements in SQLite: {n:,} decisions"
+        )
+        peer = row(table, "peer: one SQL query per decision", peer_lat, None)
+        naive, naive_lat = timed(naive_decision, requests)
+        row(table, "pure-Python if/else on the loaded facts", naive_lat, peer)
+        row(table, "ours: loading the facts from the database", load_lat, peer)
+        mine = ours_steps(console, table, engine, requests, peer, batch)
+
+        def decide(pick: tuple[str, str, str]) -> bool:
+            user, project, dataset = pick
             return engine.decide(
-                session,
-                users[r.user.id],
-                "read_dataset",
-                project=r.project.id,
-                dataset=r.dataset.id,
-                audit=False,
-            ).allowed
+                session, session.get(User, user), "read_dataset", project=project, dataset=dataset,
+                columns=["a"], audit=False,
+            ).allowed  # fmt: skip
 
-        from tre_platform.clock import clock
-
-        with clock.frozen(dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)):
-            peer, peer_lat = timed(sql_peer, requests)
-            session.expunge_all()
-            users = {u.id: session.get(User, u.id) for u in {r.user for r in requests}}
-            mine, mine_lat = timed(ours, requests)
-    table = Table(title=f"read_dataset from the database: {n:,} decisions")
-    for column in ("implementation", "decisions/s", "p50 ms", "p99 ms", "vs peer"):
-        table.add_column(column, justify="right" if column != "implementation" else "left")
-    rate = row(table, "peer: one SQL query", peer_lat, None)
-    row(table, "ours: load facts + Cedar + reasons", mine_lat, rate)
+        session.expunge_all()
+        end_to_end, decide_lat = timed(decide, picks[:full_n])
+        row(table, f"ours: engine.decide end to end (first {len(end_to_end):,})", decide_lat, peer)
     console.print(table)
+    mismatches = sum(a != b for a, b in zip(mine, peer_answers, strict=True))
+    mismatches += sum(a != b for a, b in zip(end_to_end, peer_answers, strict=False))
+    mismatches += sum(a != b for a, b in zip(naive, peer_answers, strict=True))
     console.print(
-        f"decisions that differ from the SQL peer: {sum(a != b for a, b in zip(mine, peer, strict=True))}"
+        f"allowed {sum(peer_answers):,} / {len(picks):,}; "
+        f"decisions that differ from the SQL peer: {mismatches}"
     )
     db.dispose()
+    scratch.cleanup()
+
+
+def cedarpy_floor(console: Console, engine: PolicyEngine, repeat: int = 2000) -> None:
+    """What one cedarpy call costs with nothing to do, to set the target against."""
+    empty = cedarpy.PolicySet.from_str("")
+    request = {
+        "principal": {"type": "User", "id": "u"},
+        "action": {"type": "Action", "id": "read_dataset"},
+        "resource": {"type": "Dataset", "id": "d"},
+        "context": {},
+    }
+    nothing = cedarpy.Entities.from_json_str("[]")
+    _, empty_lat = timed(lambda _: cedarpy.is_authorized(request, empty, nothing), range(repeat))
+    _, policies_lat = timed(
+        lambda _: cedarpy.is_authorized(request, engine.bundle.policy_set, nothing), range(repeat)
+    )
+    table = new_table(f"cedarpy floor: {repeat:,} trivial calls (no entities, empty context)")
+    floor = row(table, "empty policy set (per-call overhead)", empty_lat, None)
+    row(table, f"our {len(engine.bundle.policies)} policies, no schema", policies_lat, floor)
+    console.print(table)
 
 
 def main() -> None:
@@ -427,20 +551,30 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--projects", type=int, default=10_000)
     parser.add_argument("--agreements", type=int, default=1_000)
-    parser.add_argument("--decisions", type=int, default=300)
-    parser.add_argument("--db", action="store_true", help="also benchmark against a SQLite database")
-    parser.add_argument("--db-decisions", type=int, default=1_000)
+    parser.add_argument("--decisions", type=int, default=1_000, help="decisions timed step by step")
+    parser.add_argument(
+        "--db",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the population to SQLite and compare with the SQL peer (default); --no-db: in memory",
+    )
+    parser.add_argument(
+        "--db-decisions", type=int, default=200, help="decisions timed end to end with engine.decide"
+    )
+    parser.add_argument("--batch", type=int, default=100, help="decisions per Cedar call when batching")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     engine = PolicyEngine.load(REPO_ROOT / "policies")
     start = time.perf_counter()
     population = Population(args.users, args.projects, args.agreements)
     console.print(
         f"population generated in {time.perf_counter() - start:.1f}s; bundle {engine.bundle_hash[:16]}…"
     )
-    bench_memory(console, engine, population, args.decisions)
+    cedarpy_floor(console, engine)
     if args.db:
-        bench_db(console, engine, population, args.db_decisions)
+        bench_db(console, engine, population, args.decisions, args.db_decisions, args.batch)
+    else:
+        bench_memory(console, engine, population, args.decisions, args.batch)
 
 
 if __name__ == "__main__":
