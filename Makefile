@@ -69,7 +69,7 @@ pytest-postgres: setup-dev
 test: lint typecheck pytest pytest-postgres
 
 bench: setup-dev
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) node_modules .tre .mypy_cache .ruff_cache .pytest_cache
