@@ -193,7 +193,9 @@ class TreSpawner(LocalProcessSpawner):
         # The plan (and its token id) is needed by the post-stop hook; it is replaced at the next spawn.
 
 
-def _post_stop(spawner: TreSpawner) -> None:
+async def _post_stop(spawner: TreSpawner) -> None:
     plan = spawner.tre_plan
     if plan is not None and plan.token_id:
-        workspace.revoke_workspace_token(plan.username, plan.token_id)
+        # Off the hub's event loop: the revocation waits for the control plane's database locks, and the
+        # control plane may be the one stopping this server (enforce_access) inside its own transaction.
+        await asyncio.to_thread(workspace.revoke_workspace_token, plan.username, plan.token_id)
