@@ -608,16 +608,31 @@ def _count_like(
         value = _finish_frame(frame, from_pandas)
     else:
         value = int(out["count"].item())
+    return _result(planned, spec, spec.statistic, value, accuracy, column=spec.column)
+
+
+def _result(
+    planned: _Planned,
+    spec: _Spec,
+    statistic: str,
+    value: Any,
+    accuracy: float,
+    *,
+    column: str | None,
+    unit: str = "value",
+    note: str = "",
+) -> DPResult:
+    """The released value with what was spent and how accurate it is, as every mechanism reports it."""
     return DPResult(
-        statistic=spec.statistic,
+        statistic=statistic,
         value=value,
-        mechanism=_describe(planned.summary),
+        mechanism=_describe(planned.summary, note),
         epsilon=planned.epsilon,
         delta=planned.delta,
         accuracy=accuracy,
-        accuracy_unit="value",
+        accuracy_unit=unit,
         alpha=spec.alpha,
-        column=spec.column,
+        column=column,
         by=spec.by,
         contributions=spec.contributions,
         threshold=_threshold(planned.summary),
@@ -739,21 +754,7 @@ def dp_sum(
         )
     else:
         value = out["sum"].item()
-    return DPResult(
-        statistic="sum",
-        value=value,
-        mechanism=_describe(planned.summary),
-        epsilon=planned.epsilon,
-        delta=planned.delta,
-        accuracy=accuracy,
-        accuracy_unit="value",
-        alpha=spec.alpha,
-        column=column,
-        by=spec.by,
-        contributions=spec.contributions,
-        threshold=_threshold(planned.summary),
-        noise=_rows(planned.summary),
-    )
+    return _result(planned, spec, "sum", value, accuracy, column=column)
 
 
 # -------------------------------------------------------------------------------------------------- mean
@@ -884,20 +885,14 @@ def dp_mean(
         value = _finish_frame(frame, from_pandas)
     else:
         value, accuracy = _mean_and_accuracy(out["sum"].item(), out["count"].item())
-    return DPResult(
-        statistic="mean",
-        value=value,
-        mechanism=_describe(planned.summary, "; mean = noisy sum / noisy count, clamped to bounds"),
-        epsilon=planned.epsilon,
-        delta=planned.delta,
-        accuracy=accuracy,
-        accuracy_unit="value",
-        alpha=spec.alpha,
+    return _result(
+        planned,
+        spec,
+        "mean",
+        value,
+        accuracy,
         column=column,
-        by=spec.by,
-        contributions=spec.contributions,
-        threshold=_threshold(planned.summary),
-        noise=_rows(planned.summary),
+        note="; mean = noisy sum / noisy count, clamped to bounds",
     )
 
 
@@ -1013,20 +1008,15 @@ def dp_quantile(
         value = _finish_frame(frame, from_pandas)
     else:
         value = out["quantile"].item()
-    return DPResult(
-        statistic="quantile",
-        value=value,
-        mechanism=_describe(planned.summary, f" over {len(cands)} candidates (exponential mechanism)"),
-        epsilon=planned.epsilon,
-        delta=planned.delta,
-        accuracy=accuracy,
-        accuracy_unit="rank",
-        alpha=spec.alpha,
+    return _result(
+        planned,
+        spec,
+        "quantile",
+        value,
+        accuracy,
         column=column,
-        by=spec.by,
-        contributions=spec.contributions,
-        threshold=_threshold(planned.summary),
-        noise=_rows(planned.summary),
+        unit="rank",
+        note=f" over {len(cands)} candidates (exponential mechanism)",
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
@@ -58,15 +58,22 @@ def _visible_clause(actor: Actor) -> ColumnElement[bool]:
         conditions.append(
             Project.id.in_(select(ProjectDecision.project_id).where(ProjectDecision.actor_id == user.id))
         )
-    owned_orgs = [r.organisation_id for r in user.roles if r.role is Role.data_owner and r.organisation_id]
-    if owned_orgs:
-        uses_their_data = Project.id.in_(
-            select(ProjectDataset.project_id)
-            .join(Dataset, Dataset.id == ProjectDataset.dataset_id)
-            .where(Dataset.owner_org_id.in_(owned_orgs))
-        )
-        conditions.append((Project.state != ProjectState.draft) & uses_their_data)
+    using_their_data = projects_using_owned_data(user)
+    if using_their_data is not None:
+        conditions.append((Project.state != ProjectState.draft) & Project.id.in_(using_their_data))
     return or_(*conditions)
+
+
+def projects_using_owned_data(user: User) -> Select[str] | None:
+    """Ids of the projects that requested data of an organisation ``user`` is a data owner for."""
+    owned = [r.organisation_id for r in user.roles if r.role is Role.data_owner and r.organisation_id]
+    if not owned:
+        return None
+    return (
+        select(ProjectDataset.project_id)
+        .join(Dataset, Dataset.id == ProjectDataset.dataset_id)
+        .where(Dataset.owner_org_id.in_(owned))
+    )
 
 
 def get_project(session: Session, actor: Actor, project_id: str) -> Project:

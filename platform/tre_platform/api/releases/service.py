@@ -36,7 +36,7 @@ from tre_platform.actor import Actor
 from tre_platform.api.common import audit, check_user
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.projects import service as projects
-from tre_platform.api.projects.models import Project, ProjectDataset, ProjectMember
+from tre_platform.api.projects.models import Project, ProjectMember
 from tre_platform.api.releases import bundle as bundles
 from tre_platform.api.releases import checks
 from tre_platform.api.releases.differencing import SqlReleaseLedger, stored_record
@@ -92,14 +92,11 @@ def _visible_clause(actor: Actor) -> ColumnElement[bool]:
     ]
     if user.has_role(Role.output_checker):
         conditions.append(ReleaseRequest.state != ReleaseState.draft)
-    owned = [r.organisation_id for r in user.roles if r.role is Role.data_owner and r.organisation_id]
-    if owned:
-        uses_their_data = ReleaseRequest.project_id.in_(
-            select(ProjectDataset.project_id)
-            .join(Dataset, Dataset.id == ProjectDataset.dataset_id)
-            .where(Dataset.owner_org_id.in_(owned))
+    using_their_data = projects.projects_using_owned_data(user)
+    if using_their_data is not None:
+        conditions.append(
+            (ReleaseRequest.state != ReleaseState.draft) & ReleaseRequest.project_id.in_(using_their_data)
         )
-        conditions.append((ReleaseRequest.state != ReleaseState.draft) & uses_their_data)
     return or_(*conditions)
 
 
