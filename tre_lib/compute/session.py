@@ -8,6 +8,7 @@ variable                 meaning
 ``TRE_PROJECT``          the project code this workspace was started for
 ``TRE_VIEWS_DIR``        the directory holding that project's views (nothing else is mounted)
 ``TRE_API_URL``          the control plane, for release requests (``TRE_API_TOKEN`` holds a scoped token)
+``TRE_PROJECT_ID``       optional: the project's id in the control plane (else looked up by its code)
 ``TRE_SPARK_MASTER``     Spark master URL (default ``local[*]``); ``TRE_SPARK_CONF`` JSON of extra conf
 ``TRE_DASK_SCHEDULER``   Dask scheduler address (default: a LocalCluster in the workspace)
 ``MEM_LIMIT``            bytes the server may use (set by the hub); local Spark and Dask stay below it
@@ -24,7 +25,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,9 @@ from tre_lib.compute.manifest import ColumnInfo, ViewManifest, parquet_parts, re
 if TYPE_CHECKING:
     from distributed import Client
     from pyspark.sql import SparkSession
+
+    from tre_lib.outputs import Airlock
+    from tre_lib.privacy import DPResult
 
 Engine = Literal["pandas", "polars", "arrow", "dask", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "polars", "arrow", "dask", "spark")
@@ -49,6 +53,7 @@ class WorkspaceConfig:
     views_dir: Path
     api_url: str | None = None
     api_token: str | None = None
+    project_id: str | None = None
     spark_master: str = "local[*]"
     spark_conf: Mapping[str, str] = field(default_factory=dict)
     dask_scheduler: str | None = None
@@ -80,6 +85,7 @@ class WorkspaceConfig:
             views_dir=Path(views_dir),
             api_url=env.get("TRE_API_URL") or None,
             api_token=env.get("TRE_API_TOKEN") or None,
+            project_id=env.get("TRE_PROJECT_ID") or None,
             spark_master=env.get("TRE_SPARK_MASTER") or "local[*]",
             spark_conf={str(k): str(v) for k, v in dict(spark_conf).items()},
             dask_scheduler=env.get("TRE_DASK_SCHEDULER") or None,
@@ -143,6 +149,7 @@ class Workspace:
         self._spark: SparkSession | None = None
         self._dask: Client | None = None
         self._own_cluster: Any = None
+        self._airlock: Airlock | None = None
 
     def __repr__(self) -> str:
         return f"Workspace(project={self.project!r}, views_dir={str(self.config.views_dir)!r})"
@@ -306,6 +313,127 @@ class Workspace:
                 )
                 self._dask = Client(self._own_cluster)
         return self._dask
+
+    # The control plane: airlock and privacy budget --------------------------------------------------
+
+    def airlock(self) -> Airlock:
+        """This project's airlock (:class:`tre_lib.outputs.Airlock`): stage outputs, request their release.
+
+        It talks to ``TRE_API_URL`` with the workspace's ``TRE_API_TOKEN``; the project's id in the control
+        plane is ``TRE_PROJECT_ID`` or is looked up by the project's code.
+
+        Example:
+            >>> airlock = tre_lib.session().airlock()                          # doctest: +SKIP
+            >>> airlock.table(df, "region", "sex", name="by-region.csv")       # doctest: +SKIP
+            >>> airlock.request_release("Admissions by region", "For the report")  # doctest: +SKIP
+        """
+        if self._airlock is None:
+            from tre_lib.outputs import Airlock
+
+            url, token = self.config.api_url, self.config.api_token
+            if not url or not token:
+                raise WorkspaceError(
+                    "this workspace cannot reach the airlock: TRE_API_URL and TRE_API_TOKEN are not set. "
+                    "Start your server from JupyterHub, or ask the TRE service desk"
+                )
+            project_id = self.config.project_id or self._project_id(url, token)
+            self._airlock = Airlock(url, token, project_id)
+        return self._airlock
+
+    def _project_id(self, url: str, token: str) -> str:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"}
+        offset = 0
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+            while True:
+                try:
+                    response = client.get("/api/v1/projects", params={"limit": 500, "offset": offset})
+                except httpx.HTTPError as exc:
+                    raise WorkspaceError(
+                        f"cannot reach the control plane at {url} ({exc}); try again, or ask the TRE "
+                        "service desk"
+                    ) from None
+                if response.status_code >= 400:
+                    raise WorkspaceError(
+                        f"the control plane refused this workspace's token (HTTP {response.status_code}): "
+                        "restart your server from JupyterHub to get a new one"
+                    )
+                page = response.json()
+                for project in page:
+                    if project.get("code") == self.project:
+                        return str(project["id"])
+                if len(page) < 500:
+                    break
+                offset += len(page)
+        raise WorkspaceError(
+            f"the control plane shows no project {self.project} to you: your membership may have ended. "
+            "Ask the project lead"
+        )
+
+    def privacy_budget(self) -> list[dict[str, Any]]:
+        """The project's differential-privacy budget per scope (limit, spent, remaining ε and δ)."""
+        return self._ask_airlock(lambda airlock: airlock.budget())
+
+    def dp_query(
+        self,
+        mechanism: Callable[..., DPResult],
+        dataset: str,
+        /,
+        *args: Any,
+        description: str | None = None,
+        **kwargs: Any,
+    ) -> DPResult:
+        """Run a differentially private query on a view, paid for from the project's budget first.
+
+        ``mechanism`` is one of :mod:`tre_lib.privacy`'s ``dp_count``, ``dp_sum``, ``dp_mean``,
+        ``dp_quantile``, ``dp_histogram``. The view is read with polars; once the mechanism has fixed what
+        the query spends, the control plane's ledger is charged (for the project and the dataset) and only
+        then is a value computed. A charge the budget cannot afford is refused and nothing is released.
+
+        Raises:
+            WorkspaceError: no such view, or the budget (or the control plane) refused the charge.
+
+        Example:
+            >>> from tre_lib.privacy import dp_count
+            >>> r = ws.dp_query(dp_count, "hospital_episodes", epsilon=0.5)    # doctest: +SKIP
+            >>> r.value, r.accuracy, r.epsilon                                    # doctest: +SKIP
+        """
+        if "before_release" in kwargs:
+            raise WorkspaceError("dp_query charges the budget itself; do not pass before_release")
+        info = self.dataset(dataset)
+        frame = self.read(info.name, engine="polars")
+        dataset_id = self._dataset_id(info.name)
+        text = description or f"{getattr(mechanism, '__name__', 'query')} on {info.name}"
+
+        def charge(epsilon: float, delta: float) -> None:
+            self._ask_airlock(
+                lambda airlock: airlock.charge([dataset_id], epsilon, delta, description=text[:200])
+            )
+
+        return mechanism(frame, *args, before_release=charge, **kwargs)
+
+    def _dataset_id(self, name: str) -> str:
+        for scope in self.privacy_budget():
+            if scope.get("dataset_name") == name and scope.get("dataset_id"):
+                return str(scope["dataset_id"])
+        raise WorkspaceError(
+            f"view {name} has no differential-privacy budget in project {self.project}: no agreement "
+            "covering it sets one. Use disclosure control (airlock().table) instead, or ask the data owner"
+        )
+
+    def _ask_airlock(self, call: Callable[[Airlock], Any]) -> Any:
+        import httpx
+
+        from tre_lib.outputs import AirlockError
+
+        airlock = self.airlock()
+        try:
+            return call(airlock)
+        except AirlockError as exc:
+            raise WorkspaceError(f"the control plane refused: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise WorkspaceError(f"cannot reach the control plane ({exc}); try again") from None
 
     def close(self) -> None:
         """Stop the Dask client (and its LocalCluster); the SparkSession is left for the process."""

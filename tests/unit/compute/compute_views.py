@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,11 +20,17 @@ def make_view(
     *,
     project: str = "P-1",
     ids: tuple[str, ...] = ("demographic_id",),
+    parts: int = 1,
 ) -> Path:
+    """Write ``frame`` as the view ``name`` in ``parts`` Parquet files (distributed readers split on them)."""
     target = views / name
     target.mkdir(parents=True)
-    path = target / "part-00000.parquet"
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    paths = []
+    for number, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        path = target / f"part-{number:05d}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame.iloc[chunk], preserve_index=False), path)
+        paths.append((path, len(chunk)))
+    path = paths[0][0]
     manifest = ViewManifest(
         dataset=name,
         title=f"{name} title",
@@ -34,7 +41,7 @@ def make_view(
             for c in frame.columns
         ),
         row_count=len(frame),
-        files=(FileInfo(path.name, sha256_file(path), len(frame)),),
+        files=tuple(FileInfo(p.name, sha256_file(p), rows) for p, rows in paths),
         source_version=3,
         source_version_id="v3id",
         key_version=1,

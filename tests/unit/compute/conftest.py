@@ -1,7 +1,10 @@
-"""Views on disk written with the manifest format, one SparkSession and one Dask LocalCluster per session."""
+"""Views on disk written with the manifest format, one Dask LocalCluster per session, the control plane."""
 
 from __future__ import annotations
 
+import os
+import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +12,12 @@ from typing import Any
 import pandas as pd
 import pytest
 from compute_views import make_view
+from factories import _cheap_argon2
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from workspace_processes import ControlPlane, free_port, start, wait_until
+
+__all__ = ["_cheap_argon2"]  # the demo world's users are hashed cheaply (notebook tests seed it)
 
 
 @pytest.fixture
@@ -37,3 +46,42 @@ def dask_cluster() -> Iterator[Any]:
     cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
     yield cluster
     cluster.close()
+
+
+@pytest.fixture
+def control_plane(db_url: str, session: Session, tmp_path: Path) -> Iterator[ControlPlane]:
+    """The real control plane on the test database, seeded with the demo world; alice's workspace token."""
+    from tre_platform.actor import Actor
+    from tre_platform.api.projects.models import Project, ProjectState
+    from tre_platform.api.users import service as users
+    from tre_platform.api.users.models import User
+    from tre_platform.api.users.schemas import TokenCreate
+    from tre_platform.demo.seed import seed
+    from tre_platform.hub.workspace import WORKSPACE_TOKEN_SCOPES
+
+    seed(session)
+    alice = session.scalars(select(User).where(User.username == "alice")).one()
+    project = session.scalars(
+        select(Project).where(Project.lead_id == alice.id, Project.state == ProjectState.active)
+    ).one()
+    _, token = users.create_api_token(
+        session,
+        Actor.of(alice),
+        TokenCreate(name=f"workspace {project.code}", scopes=WORKSPACE_TOKEN_SCOPES, expires_in_days=1),
+    )
+    session.commit()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "uvicorn", "tre_platform.api.app:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    daemon = start("control plane", command, os.environ, tmp_path / "control-plane.log")
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 - loopback
+            return bool(response.status == 200)
+
+    try:
+        wait_until(healthy, [daemon], "the control plane answering /healthz")
+        yield ControlPlane(url, token, project.code, project.id, daemon)
+    finally:
+        daemon.stop()
