@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+
 import pandas as pd
+import pyotp
 import pytest
 from sqlalchemy import select
 
@@ -64,3 +68,30 @@ def release_in_review(
     finally:
         reset_engines()
         get_settings.cache_clear()
+
+
+def totp_code(server: object, username: str, secret: str | None = None) -> str:
+    """A TOTP code for ``username`` that the server has not accepted yet.
+
+    The server refuses a code of a time step it already accepted (replay protection; the demo's own
+    enrolment used one), so this waits for the next 30-second step when the current one is spent. It
+    reads the last accepted step from the server's database rather than guessing, so no sign-in fails
+    (a failed code would count towards the account's lockout).
+    """
+    from sqlalchemy import create_engine, text
+
+    secret = secret or server.logins[username].totp_secret  # type: ignore[attr-defined]
+    assert secret, f"{username} has no second factor"
+    engine = create_engine(server.env["TRE_DATABASE_URL"])  # type: ignore[attr-defined]
+    try:
+        with engine.connect() as conn:
+            last = conn.execute(
+                text("SELECT totp_last_step FROM users WHERE username = :u"), {"u": username}
+            ).scalar()
+    finally:
+        engine.dispose()
+    totp = pyotp.TOTP(secret)
+    # Polls the wall clock (the server's clock): codes change every 30 seconds, nothing to wait on.
+    while last is not None and totp.timecode(dt.datetime.now(dt.UTC)) <= int(last):
+        time.sleep(0.5)
+    return totp.now()

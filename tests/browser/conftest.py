@@ -1,9 +1,9 @@
 """A real server and a real browser for the Playwright tests, one of each per test session.
 
 The server is uvicorn running ``create_app`` in a subprocess on a free loopback port, on a SQLite database
-in a temporary data directory seeded with the demo world (``tre_platform.demo.seed``). The browser is
-Debian's chromium, driven headless by Playwright; it is never downloaded (no ``playwright install``).
-Screenshots go to ``test-artifacts/screenshots/`` (git-ignored).
+in a temporary data directory (with ``--db postgres``, a PostgreSQL schema of its own) seeded with the demo
+world (``tre_platform.demo.seed``). The browser is Debian's chromium, driven headless by Playwright; it is
+never downloaded (no ``playwright install``). Screenshots go to ``test-artifacts/screenshots/`` (git-ignored).
 """
 
 from __future__ import annotations
@@ -74,7 +74,28 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
 
 
 @pytest.fixture(scope="session")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+def _browser_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The demo server's database URL: a SQLite file, or with ``--db postgres`` a schema of its own."""
+    if request.config.getoption("--db") != "postgres":
+        yield f"sqlite:///{tmp_path_factory.mktemp('browser-db') / 'tre.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get("TRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    schema = f"b_{secrets.token_hex(6)}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{base}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory, _browser_database: str) -> Iterator[DemoServer]:
     """uvicorn serving the demo world; ``env`` points this process's settings at the same data."""
     from tre_platform.db.migrate import upgrade
     from tre_platform.db.session import reset_engines, session_scope
@@ -84,7 +105,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
     data_dir = tmp_path_factory.mktemp("browser-data")
     env = {
         "TRE_DATA_DIR": str(data_dir),
-        "TRE_DATABASE_URL": f"sqlite:///{data_dir / 'tre.db'}",
+        "TRE_DATABASE_URL": _browser_database,
         "TRE_ENV": "test",
         "TRE_SECRET_KEY": "browser-" + secrets.token_urlsafe(32),
         "TRE_HUB_URL": "http://127.0.0.1:8081",
@@ -150,7 +171,13 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object, demo_server: DemoServer) -> Iterator[object]:
+def db_url(demo_server: DemoServer) -> str:
+    """The demo server's database (so ``--db postgres`` selects the browser tests as database tests)."""
+    return demo_server.env["TRE_DATABASE_URL"]
+
+
+@pytest.fixture
+def page(browser: object, demo_server: DemoServer, db_url: str) -> Iterator[object]:
     """A fresh browser context (no cookies) at laptop size, on the demo server."""
     context = browser.new_context(base_url=demo_server.url, viewport={"width": 1366, "height": 800})  # type: ignore[attr-defined]
     tab = context.new_page()

@@ -56,6 +56,8 @@ def test_wrong_password_is_401_and_the_attempt_is_audited(
     assert login(client, "nobody-at-all").status_code == 401
     after = row_counts(db)
     assert after.pop("audit_events") == before.pop("audit_events") + 2
+    # Each failure is kept towards the lockout (per account and per client).
+    assert after.pop("login_attempts") == before.pop("login_attempts") + 2
     assert after == before  # no session was created
     denied = db.scalars(
         select(AuditEvent).where(AuditEvent.action == "auth.login", AuditEvent.decision == "deny")
@@ -186,6 +188,9 @@ def test_admin_must_enrol_and_pass_totp_before_using_the_api(
     assert client.get(f"{API}/orgs").status_code == 401
     # Without the CSRF header even the TOTP step is refused.
     assert client.post(f"{API}/auth/totp", json={"code": security.totp_now(secret)}).status_code == 403
+    # The code that confirmed the enrolment was accepted once and is refused from then on (replay):
+    # the next one works.
+    clock.freeze(clock.now() + dt.timedelta(seconds=30))
     passed = client.post(f"{API}/auth/totp", json={"code": security.totp_now(secret)}, headers=csrf)
     assert passed.status_code == 200
     assert client.get(f"{API}/orgs").status_code == 200

@@ -39,7 +39,13 @@ PAGES: dict[str, dict[str, int]] = {
     "/projects/{draft}": expect(404, admin=200, researcher=200),
     "/projects/{submitted}": expect(404, admin=200, researcher=200, approver=200, data_owner=200),
     "/datasets": EVERYONE,
+    "/datasets/new": OWNERS,
     "/datasets/{hes}": EVERYONE,
+    # Ingesting is the policy engine's decision (ingest_dataset): the owner organisation's data owners only.
+    "/datasets/{hes}/upload": expect(403, data_owner=200),
+    "/datasets/{lfs}/upload": expect(403, other_owner=200),
+    "/account": EVERYONE,
+    "/account/totp": EVERYONE,
     "/agreements": OWNERS,
     "/agreements/new": OWNERS,
     "/agreements/{active_agreement}": expect(404, admin=200, data_owner=200),

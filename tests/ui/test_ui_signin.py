@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from http.cookies import SimpleCookie
 
-import pyotp
 from factories import PASSWORD, World, fresh
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.deps import SESSION_COOKIE
+from tre_platform.api.users import security
 from tre_platform.api.users.models import User, WebSession
+from tre_platform.clock import clock
 
 
 def form_token(html: str) -> str:
@@ -107,7 +109,8 @@ def test_an_admin_enrols_totp_at_first_sign_in_then_needs_a_code(
         "/login/enrol", data={"code": "000000", "csrf_token": token, "secret": secret.group(1)}
     )
     assert wrong.status_code == 422 and 'id="code-error"' in wrong.text
-    code = pyotp.TOTP(secret.group(1)).now()
+    clock.freeze(clock.now())
+    code = security.totp_now(secret.group(1))
     done = client.post("/login/enrol", data={"code": code, "csrf_token": token}, follow_redirects=False)
     assert done.status_code == 303
     assert client.get("/admin/users").status_code == 200
@@ -122,9 +125,13 @@ def test_an_admin_enrols_totp_at_first_sign_in_then_needs_a_code(
     token = form_token(page.text)
     bad = client.post("/login/totp", data={"code": "123456", "csrf_token": token, "next": "/admin/audit"})
     assert bad.status_code == 401 and 'id="code-error"' in bad.text
+    # The enrolment's code was used once; it is refused now (replay), the next one is accepted.
+    reused = client.post("/login/totp", data={"code": code, "csrf_token": token, "next": "/admin/audit"})
+    assert reused.status_code == 401 and "already used" in reused.text
+    clock.advance(dt.timedelta(seconds=30))
     good = client.post(
         "/login/totp",
-        data={"code": pyotp.TOTP(secret.group(1)).now(), "csrf_token": token, "next": "/admin/audit"},
+        data={"code": security.totp_now(secret.group(1)), "csrf_token": token, "next": "/admin/audit"},
         follow_redirects=False,
     )
     assert good.headers["location"] == "/admin/audit"

@@ -13,7 +13,15 @@ from tre_platform.api.releases.models import (
     ReleaseRequest,
     ReleaseReview,
 )
-from tre_platform.api.users.models import Accreditation, ApiToken, TrainingRecord, User, UserRole, WebSession
+from tre_platform.api.users.models import (
+    Accreditation,
+    ApiToken,
+    LoginAttempt,
+    TrainingRecord,
+    User,
+    UserRole,
+    WebSession,
+)
 from tre_platform.db.base import Base
 
 __all__ = [
@@ -27,6 +35,7 @@ __all__ = [
     "Dataset",
     "DatasetVersion",
     "DatasetVersionEvent",
+    "LoginAttempt",
     "Organisation",
     "PrivacyBudgetHead",
     "PrivacyLedgerEntry",

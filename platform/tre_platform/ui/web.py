@@ -285,7 +285,7 @@ def checked(form: FormData, name: str) -> bool:
     return form.get(name) in ("on", "true", "1", "yes")
 
 
-def _field_of(message: str, fields: Iterable[str]) -> str | None:
+def field_of(message: str, fields: Iterable[str]) -> str | None:
     """The form field a model-wide message is about: the first field name it mentions."""
     best: tuple[int, str] | None = None
     for name in fields:
@@ -305,7 +305,7 @@ def validation_messages(exc: ValidationError, fields: Iterable[str] = ()) -> dic
         kind = error.get("type", "")
         if kind == "missing" or (kind == "string_too_short" and error.get("ctx", {}).get("min_length") == 1):
             message = "this field is required"
-        name = loc[0] if loc else (_field_of(message, fields) or GENERAL)
+        name = loc[0] if loc else (field_of(message, fields) or GENERAL)
         name = name.removesuffix("_") if name == "schema_" else name
         out.setdefault(name, message)
     return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from tre_platform.actor import Actor
-from tre_platform.api.audit.service import record
 from tre_platform.api.auth.schemas import LoginOut
 from tre_platform.api.deps import CSRF_COOKIE, SESSION_COOKIE, AuthPending, CurrentAuth, DbSession, PathId
 from tre_platform.api.users import service as users
@@ -25,10 +24,15 @@ from tre_platform.api.users.schemas import (
     UserOut,
     WhoAmI,
 )
-from tre_platform.errors import Conflict, Unauthenticated
+from tre_platform.errors import Conflict
 from tre_platform.settings import Settings
 
 router = APIRouter(prefix="/auth", tags=["sign-in"])
+
+
+def client_address(request: Request) -> str:
+    """The peer's address, for per-client lockout (behind a proxy, run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _set_cookies(response: Response, settings: Settings, raw: str, csrf: str) -> None:
@@ -44,21 +48,10 @@ def _set_cookies(response: Response, settings: Settings, raw: str, csrf: str) ->
 )
 def login(body: LoginRequest, request: Request, response: Response, session: DbSession) -> LoginOut:
     settings: Settings = request.app.state.settings
-    try:
-        user = users.authenticate(session, body.username, body.password)
-    except Unauthenticated:
-        # A failed sign-in changes nothing but is evidence worth keeping: audit it in its own transaction.
-        session.rollback()
-        record(
-            session,
-            actor=body.username[:64],
-            action="auth.login",
-            target_type="users",
-            decision="deny",
-            reasons=["wrong username or password, or account disabled"],
-        )
-        session.commit()
-        raise
+    # Failures are counted (lockout per account and per client) and audited by the service.
+    user = users.sign_in_with_password(
+        session, body.username, body.password, client_address(request), settings
+    )
     mfa_required = users.totp_required(user, settings)
     web_session, raw = users.start_web_session(session, user, mfa_passed=not mfa_required)
     _set_cookies(response, settings, raw, web_session.csrf_token)
@@ -81,10 +74,12 @@ def _whoami(auth: CurrentAuth | AuthPending) -> WhoAmI:
 
 
 @router.post("/totp", response_model=WhoAmI, summary="Second sign-in step: a TOTP code")
-def totp(body: TotpRequest, session: DbSession, auth: AuthPending) -> WhoAmI:
+def totp(body: TotpRequest, request: Request, session: DbSession, auth: AuthPending) -> WhoAmI:
     if auth.web_session is None:
         raise Conflict("the TOTP step completes a browser sign-in; API tokens need none")
-    users.pass_mfa(session, auth.web_session, body.code)
+    users.sign_in_with_totp(
+        session, auth.web_session, body.code, client_address(request), request.app.state.settings
+    )
     return _whoami(auth)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import Boolean, Date, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tre_platform.api.orgs.models import Organisation
@@ -32,6 +32,9 @@ class User(Base):
     #: Base32 TOTP secret, encrypted with the deployment's secret key (see users.security).
     totp_secret_enc: Mapped[str | None] = mapped_column(Text, default=None)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The 30-second time step of the last TOTP code accepted: a code of that step or an earlier one is
+    #: refused, so a code seen over a shoulder or in a proxy log cannot be replayed within its window.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Unix account the single-user server runs as (set when the workspace account is provisioned).
     unix_username: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -82,7 +85,7 @@ class Accreditation(Base):
     __tablename__ = "accreditations"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     scheme: Mapped[str] = mapped_column(String(200))
     reference: Mapped[str | None] = mapped_column(String(100), default=None)
     granted_on: Mapped[dt.date] = mapped_column(Date)
@@ -143,3 +146,24 @@ class WebSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class LoginAttempt(Base):
+    """One failed sign-in step (password or TOTP code), kept to lock out guessing.
+
+    Rows are counted per account (``username``, as typed: an unknown name is throttled too) and per
+    client (``client``, the peer address) over a sliding window; see ``users.service.check_login_allowed``.
+    """
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_username_at", "username", "at"),
+        Index("ix_login_attempts_client_at", "client", "at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))
+    #: "password" or "totp": which step failed.
+    step: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -118,12 +118,27 @@ def totp_now(secret: str) -> str:
     return pyotp.TOTP(secret).at(clock.now())
 
 
-def check_totp(secret: str, code: str) -> bool:
-    """True if ``code`` is valid now, allowing one 30-second step of clock drift either way."""
+def totp_step(secret: str, code: str) -> int | None:
+    """The 30-second time step whose code ``code`` is, allowing one step of clock drift either way
+    (None: not a valid code now).
+
+    pyotp's ``verify`` only says yes or no; replay protection needs to know *which* step matched, so the
+    caller can refuse a step it has already accepted (RFC 6238 section 5.2).
+    """
     code = code.strip()
     if not (code.isdigit() and len(code) == 6):
-        return False
-    return pyotp.TOTP(secret).verify(code, for_time=clock.now(), valid_window=1)
+        return None
+    totp = pyotp.TOTP(secret)
+    now = totp.timecode(clock.now())
+    for step in (now - 1, now, now + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def check_totp(secret: str, code: str) -> bool:
+    """True if ``code`` is valid now, allowing one 30-second step of clock drift either way."""
+    return totp_step(secret, code) is not None
 
 
 # Tokens --------------------------------------------------------------------------------------------

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
+from tre_platform.api.audit.service import record
 from tre_platform.api.common import audit, check_admin, check_user, get_or_404
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.users import security
 from tre_platform.api.users.models import (
     Accreditation,
     ApiToken,
+    LoginAttempt,
     Role,
     TrainingRecord,
     User,
@@ -33,7 +35,7 @@ from tre_platform.api.users.schemas import (
     UserUpdate,
 )
 from tre_platform.clock import clock
-from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound, TreError, Unauthenticated
 from tre_platform.hooks import access_changed
 from tre_platform.settings import Settings, get_settings
 
@@ -269,6 +271,190 @@ def set_password(
     return user
 
 
+# Failed sign-ins and lockout ---------------------------------------------------------------------
+
+
+class TooManyAttempts(TreError):
+    """Sign-in refused after repeated failures (of this account or from this client) until the window
+    passes; even the right password is refused meanwhile, so guessing gains nothing."""
+
+    status_code = 429
+    code = "too_many_attempts"
+
+
+def _window(settings: Settings) -> dt.timedelta:
+    return dt.timedelta(minutes=settings.login_failure_window_minutes)
+
+
+def _failures(
+    session: Session, since: dt.datetime, *, username: str | None = None, client: str | None = None
+) -> tuple[int, dt.datetime | None]:
+    """How many failed steps (of ``username``, or from ``client``) since ``since``, and the latest one."""
+    query = select(func.count(), func.max(LoginAttempt.at)).where(LoginAttempt.at > since)
+    if username is not None:
+        query = query.where(LoginAttempt.username == username)
+    if client is not None:
+        query = query.where(LoginAttempt.client == client)
+    count, latest = session.execute(query).one()
+    return int(count or 0), latest
+
+
+def check_login_allowed(
+    session: Session, username: str, client: str, settings: Settings | None = None
+) -> None:
+    """Refuse a sign-in step while the account or the client is locked out.
+
+    An account is locked after ``settings.login_max_failures`` failed steps (password or TOTP) within
+    ``login_failure_window_minutes``; a client address after ``login_max_failures_per_client`` failures
+    of any accounts (password spraying). The lock lifts when the window since the last failure passes.
+
+    Raises:
+        TooManyAttempts: Locked; the message says for how long.
+    """
+    settings = settings or get_settings()
+    now = clock.now()
+    since = now - _window(settings)
+    for count, latest, limit, who in (
+        (*_failures(session, since, username=username[:64]), settings.login_max_failures, "this account"),
+        (
+            *_failures(session, since, client=client[:64]),
+            settings.login_max_failures_per_client,
+            "your network address",
+        ),
+    ):
+        if count >= limit and latest is not None:
+            minutes = max(1, -(-int((latest + _window(settings) - now).total_seconds()) // 60))
+            raise TooManyAttempts(
+                f"too many failed sign-in attempts for {who}; wait {minutes} minute"
+                f"{'s' if minutes != 1 else ''} and try again, or ask an administrator to check the audit log"
+            )
+
+
+def record_login_failure(
+    session: Session, username: str, client: str, step: str, reason: str, settings: Settings | None = None
+) -> bool:
+    """Keep a failed sign-in step and audit it (the caller commits); returns True if it locked the
+    account or the client (that is audited too, as ``auth.lockout``)."""
+    settings = settings or get_settings()
+    username, client = username[:64], client[:64]
+    since = clock.now() - _window(settings)
+    # Failures older than the window no longer count (the audit log keeps them): the table stays small
+    # however many names a guesser tries.
+    session.execute(delete(LoginAttempt).where(LoginAttempt.at <= since))
+    session.add(LoginAttempt(username=username, client=client, step=step, at=clock.now()))
+    session.flush()
+    record(
+        session,
+        actor=username,
+        action="auth.login" if step == "password" else "auth.mfa",
+        target_type="users",
+        decision="deny",
+        reasons=[reason],
+        details={"client": client, "step": step},
+    )
+    by_account, _ = _failures(session, since, username=username)
+    by_client, _ = _failures(session, since, client=client)
+    locked = by_account == settings.login_max_failures or by_client == settings.login_max_failures_per_client
+    if locked:
+        record(
+            session,
+            actor=username,
+            action="auth.lockout",
+            target_type="users",
+            decision="deny",
+            reasons=[
+                f"{by_account} failed sign-in steps for the account and {by_client} from {client} in "
+                f"{settings.login_failure_window_minutes} minutes"
+            ],
+            details={
+                "client": client,
+                "step": step,
+                "account_failures": by_account,
+                "client_failures": by_client,
+            },
+        )
+    return locked
+
+
+def clear_login_failures(session: Session, username: str) -> None:
+    """A completed sign-in forgets the account's earlier failures (the client's still count)."""
+    session.execute(delete(LoginAttempt).where(LoginAttempt.username == username[:64]))
+
+
+def _audit_refusal(session: Session, username: str, client: str, action: str, exc: TreError) -> None:
+    record(
+        session,
+        actor=username[:64],
+        action=action,
+        target_type="users",
+        decision="deny",
+        reasons=[exc.message],
+        details={"client": client[:64], "locked": True},
+    )
+
+
+def sign_in_with_password(
+    session: Session, username: str, password: str, client: str, settings: Settings | None = None
+) -> User:
+    """The password step of a sign-in (API and web share it): lockout first, then the password.
+
+    A failure is kept and audited in its own committed transaction (the caller's work is rolled back),
+    because a refused sign-in changes nothing but is evidence worth keeping.
+
+    Raises:
+        TooManyAttempts: The account or the client is locked out (audited).
+        Unauthenticated: Wrong username or password, or a disabled account (audited, counted).
+    """
+    settings = settings or get_settings()
+    try:
+        check_login_allowed(session, username, client, settings)
+        user = authenticate(session, username, password)
+    except TooManyAttempts as exc:
+        session.rollback()
+        _audit_refusal(session, username, client, "auth.login", exc)
+        session.commit()
+        raise
+    except Unauthenticated:
+        session.rollback()
+        record_login_failure(
+            session, username, client, "password", "wrong username or password, or account disabled", settings
+        )
+        session.commit()
+        raise
+    if not totp_required(user, settings):
+        clear_login_failures(session, user.username)
+    return user
+
+
+def sign_in_with_totp(
+    session: Session, web_session: WebSession, code: str, client: str, settings: Settings | None = None
+) -> WebSession:
+    """The TOTP step of a sign-in: lockout first, then the code (once only: replays are refused).
+
+    Raises:
+        TooManyAttempts: Locked out (audited).
+        Unauthenticated: A wrong or reused code (audited, counted towards the lockout).
+        Conflict: The user has no second factor yet.
+    """
+    settings = settings or get_settings()
+    username = web_session.user.username
+    try:
+        check_login_allowed(session, username, client, settings)
+        pass_mfa(session, web_session, code)
+    except TooManyAttempts as exc:
+        session.rollback()
+        _audit_refusal(session, username, client, "auth.mfa", exc)
+        session.commit()
+        raise
+    except Unauthenticated:
+        session.rollback()
+        record_login_failure(session, username, client, "totp", "wrong or reused TOTP code", settings)
+        session.commit()
+        raise
+    clear_login_failures(session, username)
+    return web_session
+
+
 def authenticate(session: Session, username: str, password: str) -> User:
     """The active user with this username and password, or Unauthenticated (the same message either way)."""
     user = session.scalar(select(User).where(User.username == username))
@@ -283,9 +469,10 @@ def authenticate(session: Session, username: str, password: str) -> User:
 
 
 def totp_required(user: User, settings: Settings | None = None) -> bool:
-    """True if any of the user's roles must pass a TOTP second factor (settings.totp_required_roles)."""
+    """True if any of the user's roles must pass a TOTP second factor (settings.totp_required_roles), or
+    the user has enrolled one of their own accord (a factor they set up is always asked for)."""
     required = set((settings or get_settings()).totp_required_roles)
-    return any(role in required for role in user.role_names)
+    return user.totp_enabled or any(role in required for role in user.role_names)
 
 
 def start_totp_enrolment(session: Session, actor: Actor) -> tuple[User, str, str]:
@@ -306,20 +493,26 @@ def start_totp_enrolment(session: Session, actor: Actor) -> tuple[User, str, str
     secret = security.new_totp_secret()
     user.totp_secret_enc = security.encrypt_totp_secret(secret)
     user.totp_enabled = False
+    user.totp_last_step = None
     session.flush()
     audit(session, actor, "user.totp.enrol", user)
     return user, secret, security.totp_uri(secret, user.username)
 
 
 def verify_totp(user: User, code: str) -> bool:
-    """True if ``code`` is the user's current TOTP code."""
+    """True if ``code`` is the user's current TOTP code and has not been accepted before; accepting it
+    records its time step, so the same code (or an older one) is refused from then on (replay)."""
     if not user.totp_secret_enc:
         return False
     try:
         secret = security.decrypt_totp_secret(user.totp_secret_enc)
     except ValueError:
         return False
-    return security.check_totp(secret, code)
+    step = security.totp_step(secret, code)
+    if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
+        return False
+    user.totp_last_step = step
+    return True
 
 
 def confirm_totp(session: Session, actor: Actor, code: str) -> User:
@@ -332,7 +525,8 @@ def confirm_totp(session: Session, actor: Actor, code: str) -> User:
         raise Conflict("start TOTP enrolment first (POST /api/v1/auth/totp/enrol)")
     if not verify_totp(user, code):
         raise InvalidInput(
-            "that code is not valid; check your device's clock and enter the newest code", field="code"
+            "that code is not valid or was already used; check your device's clock and enter the newest code",
+            field="code",
         )
     user.totp_enabled = True
     session.flush()
@@ -346,6 +540,7 @@ def reset_totp(session: Session, actor: Actor, user_id: str) -> User:
     user = get_or_404(session, User, user_id, "user")
     user.totp_secret_enc = None
     user.totp_enabled = False
+    user.totp_last_step = None
     session.flush()
     audit(session, actor, "user.totp.reset", user)
     return user
@@ -451,7 +646,9 @@ def pass_mfa(session: Session, web_session: WebSession, code: str) -> WebSession
     if not user.totp_enabled:
         raise Conflict("you have no second factor yet; enrol one first (POST /api/v1/auth/totp/enrol)")
     if not verify_totp(user, code):
-        raise Unauthenticated("that code is not valid; check your device's clock and enter the newest code")
+        raise Unauthenticated(
+            "that code is not valid or was already used; wait for your app to show a new code and enter it"
+        )
     web_session.mfa_passed = True
     session.flush()
     audit(session, actor, "auth.mfa", user, decision="allow")

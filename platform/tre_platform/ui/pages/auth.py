@@ -16,12 +16,13 @@ from fastapi.responses import Response
 from starlette.datastructures import FormData
 
 from tre_platform.actor import Actor
-from tre_platform.api.audit.service import record
 from tre_platform.api.auth.router import _set_cookies as set_session_cookies
+from tre_platform.api.auth.router import client_address
 from tre_platform.api.deps import CSRF_COOKIE, SESSION_COOKIE, DbSession
 from tre_platform.api.users import service as users
 from tre_platform.api.users.models import WebSession
 from tre_platform.errors import Conflict, InvalidInput, Unauthenticated
+from tre_platform.ui.pages.account import qr_svg
 from tre_platform.ui.web import (
     GENERAL,
     CsrfRejected,
@@ -104,7 +105,12 @@ PendingForm = Annotated[FormData, Depends(pending_form)]
 
 
 def _login_page(
-    request: Request, *, errors: dict[str, str] | None = None, username: str = "", next_url: str = "/"
+    request: Request,
+    *,
+    errors: dict[str, str] | None = None,
+    username: str = "",
+    next_url: str = "/",
+    status_code: int = 401,
 ) -> Response:
     token, new = _login_token(request)
     response = render(
@@ -116,7 +122,7 @@ def _login_page(
             "values": {"username": username},
             "next": next_url,
         },
-        status_code=401 if errors else 200,
+        status_code=status_code if errors else 200,
     )
     return _with_login_token(request, response, token, new)
 
@@ -139,23 +145,21 @@ def login(request: Request, session: DbSession, form: LoginForm) -> Response:
         return _login_page(request, errors=errors, username=data["username"], next_url=next_url)
     password = form.get("password")
     try:
-        user = users.authenticate(
-            session, data["username"][:64], password if isinstance(password, str) else ""
-        )
-    except Unauthenticated as exc:
-        # Like the API: a failed sign-in changes nothing but is evidence worth keeping.
-        session.rollback()
-        record(
+        # Failures are counted towards the lockout and audited by the service (in their own transaction).
+        user = users.sign_in_with_password(
             session,
-            actor=data["username"][:64],
-            action="auth.login",
-            target_type="users",
-            decision="deny",
-            reasons=["wrong username or password, or account disabled"],
+            data["username"][:64],
+            password if isinstance(password, str) else "",
+            client_address(request),
+            settings_of(request),
         )
-        session.commit()
+    except (Unauthenticated, users.TooManyAttempts) as exc:
         return _login_page(
-            request, errors={GENERAL: exc.message}, username=data["username"], next_url=next_url
+            request,
+            errors={GENERAL: exc.message},
+            username=data["username"],
+            next_url=next_url,
+            status_code=exc.status_code,
         )
     settings = settings_of(request)
     mfa_required = users.totp_required(user, settings)
@@ -172,13 +176,17 @@ def login(request: Request, session: DbSession, form: LoginForm) -> Response:
 
 
 def _totp_page(
-    request: Request, web_session: WebSession, next_url: str, errors: dict[str, str] | None = None
+    request: Request,
+    csrf_token: str,
+    next_url: str,
+    errors: dict[str, str] | None = None,
+    status_code: int = 401,
 ) -> Response:
     return render(
         request,
         "totp.html",
-        {"csrf_token": web_session.csrf_token, "errors": errors or {}, "next": next_url},
-        status_code=401 if errors else 200,
+        {"csrf_token": csrf_token, "errors": errors or {}, "next": next_url},
+        status_code=status_code if errors else 200,
     )
 
 
@@ -188,18 +196,21 @@ def totp_page(request: Request, web_session: Pending, next: str | None = None) -
         return redirect(request, _safe_next(next))
     if not web_session.user.totp_enabled:
         return redirect(request, "/login/enrol")
-    return _totp_page(request, web_session, _safe_next(next))
+    return _totp_page(request, web_session.csrf_token, _safe_next(next))
 
 
 @router.post("/login/totp")
 def totp(request: Request, session: DbSession, web_session: Pending, form: PendingForm) -> Response:
     data = values(form, "code", "next")
     next_url = _safe_next(data["next"])
+    csrf_token = web_session.csrf_token
     try:
-        users.pass_mfa(session, web_session, data["code"].replace(" ", ""))
-    except (Unauthenticated, Conflict) as exc:
+        users.sign_in_with_totp(
+            session, web_session, data["code"].replace(" ", ""), client_address(request), settings_of(request)
+        )
+    except (Unauthenticated, Conflict, users.TooManyAttempts) as exc:
         session.rollback()
-        return _totp_page(request, web_session, next_url, {"code": exc.message})
+        return _totp_page(request, csrf_token, next_url, {"code": exc.message}, exc.status_code)
     return redirect(request, next_url)
 
 
@@ -209,7 +220,11 @@ def enrol_page(request: Request, session: DbSession, web_session: Pending) -> Re
     if web_session.user.totp_enabled:
         return redirect(request, "/login/totp" if not web_session.mfa_passed else "/")
     _, secret, uri = users.start_totp_enrolment(session, Actor.of(web_session.user))
-    return render(request, "enrol.html", {"csrf_token": web_session.csrf_token, "secret": secret, "uri": uri})
+    return render(
+        request,
+        "enrol.html",
+        {"csrf_token": web_session.csrf_token, "secret": secret, "uri": uri, "qr": qr_svg(uri)},
+    )
 
 
 @router.post("/login/enrol")
@@ -226,6 +241,7 @@ def enrol(request: Request, session: DbSession, web_session: Pending, form: Pend
                 "csrf_token": web_session.csrf_token,
                 "secret": data["secret"],
                 "uri": data["uri"],
+                "qr": qr_svg(data["uri"]) if data["uri"].startswith("otpauth://") else None,
                 "errors": {"code": exc.message},
             },
             status_code=422,

@@ -101,10 +101,13 @@ def _approver(session: Session, actor: Actor) -> dict[str, Any]:
     return {"submitted": [p for p in submitted if not projects.is_applicant(actor, p)]}
 
 
-def _researcher(session: Session, actor: Actor) -> dict[str, Any]:
+def _researcher(session: Session, actor: Actor, user: User) -> dict[str, Any]:
+    unrevoked = [a for a in user.accreditations if a.revoked_at is None]
     mine = [p for p in projects.list_projects(session, actor, limit=500) if projects.is_applicant(actor, p)]
     requests = [r for r in releases.list_requests(session, actor, limit=500) if releases.is_member(actor, r)]
     return {
+        "accreditation": user.valid_accreditation(clock.today()),
+        "last_accreditation": max(unrevoked, key=lambda a: a.expires_on, default=None),
         "projects": mine,
         "returned": [p for p in mine if p.state is ProjectState.returned],
         "releases": requests,
@@ -127,7 +130,7 @@ def home(request: Request, session: DbSession, auth: PageAuth) -> Response:
     if user.has_role(Role.approver):
         context["approver"] = _approver(session, actor)
     if user.has_role(Role.researcher):
-        context["researcher"] = _researcher(session, actor)
+        context["researcher"] = _researcher(session, actor, user)
     if user.has_role(Role.output_checker):
         context["checker"] = {"queue": checker_queue(session, actor)}
     return render(request, "home.html", context)
