@@ -74,6 +74,9 @@ class PolicyInfo:
     actions: tuple[str, ...] = ()
     #: Whether the policy has a ``when``/``unless`` condition (else its scope alone decides it).
     conditional: bool = True
+    #: Whether the scope names at most roles (``principal in Role::"x"``), actions and the resource's
+    #: type: then, without conditions, whether the policy applies depends on those alone.
+    scope_by_role: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,11 @@ def _describe(path: Path, text: str, statements: list[Statement], name: str) -> 
             entity["id"] for entity in _scope_entities(policy["principal"]) if entity.get("type") == "Role"
         )
         actions = tuple(entity["id"] for entity in _scope_entities(policy["action"]))
+        principal, resource = policy["principal"], policy["resource"]
+        scope_by_role = (
+            principal["op"] == "All"
+            or (principal["op"] == "in" and principal.get("entity", {}).get("type") == "Role")
+        ) and (resource["op"] == "All" or (resource["op"] == "is" and "in" not in resource))
         infos[index] = PolicyInfo(
             id=policy_id,
             effect=policy["effect"],
@@ -253,6 +261,7 @@ def _describe(path: Path, text: str, statements: list[Statement], name: str) -> 
             roles=roles,
             actions=actions,
             conditional=bool(policy.get("conditions")),
+            scope_by_role=scope_by_role,
         )
     return infos
 

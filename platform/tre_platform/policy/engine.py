@@ -5,11 +5,19 @@ How a decision is made (see docs/adr/0002-policy-engine.md):
 1. The request's facts (:mod:`.facts`) become Cedar entities and one Cedar request per candidate
    credential - each of the user's accreditations, each agreement of the dataset's owner
    (:mod:`.entities`).
-2. Cedar evaluates all of them in one batch against the validated bundle. Deny by default; a
-   ``forbid`` beats any ``permit``. The decision is *allow* when some candidate is allowed.
+2. Cedar evaluates them against the validated bundle: the first candidate alone, then - only if it
+   is not allowed - the rest in one batch (the first is the likeliest to allow: a user's latest
+   accreditation). Deny by default; a ``forbid`` beats any ``permit``. The decision is *allow* when
+   some candidate is allowed, and names the first one in order, as if all had been evaluated.
 3. Each ``forbid`` policy is exactly one condition, annotated with ``@reason``. The reasons of a deny
    are the ``@reason`` texts of the forbids Cedar itself reports as determining, so the explanation
    and the decision come from the same evaluation and cannot disagree.
+4. A deny also says whether any permit applied at all (else "no policy permits ..."). That is a Cedar
+   call to the permits alone; when every permit is unconditional and scoped by role, action and
+   resource type only, its answer depends on exactly those and is remembered per combination.
+5. Decisions are remembered (:class:`DecisionCache`) by the whole request: Cedar is deterministic, so
+   the same facts under the same bundle always give the same decision. Only ``evaluated_at`` is
+   fresh on a hit. Every decision is still audited by :meth:`PolicyEngine.decide`, hit or not.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import datetime as dt
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -136,6 +146,53 @@ def mergeable_groups(inputs: Sequence[CedarInput]) -> list[tuple[list[int], list
     return [(members, list(merged.values())) for members, merged, _ in groups]
 
 
+class DecisionCache:
+    """A bounded, thread-safe LRU of decisions keyed by the whole request (see :meth:`key`).
+
+    Sound because a decision is a pure function of the request's facts and the bundle (Cedar is
+    deterministic, and "today" is one of the facts): a hit returns exactly what evaluating would.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[str, Decision] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(request: PolicyRequest) -> str:
+        # The dataclasses' repr is an unambiguous rendering of every fact (strings are quoted and
+        # escaped): equal keys mean equal requests. Equal requests whose sets or mappings iterate in
+        # another order may get different keys - a miss, never a wrong hit.
+        return repr(request)
+
+    def get(self, key: str) -> Decision | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: str, decision: Decision) -> None:
+        with self._lock:
+            self._items[key] = decision
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class PolicyEngine:
     """Evaluates requests against a validated :class:`PolicyBundle`.
 
@@ -146,8 +203,10 @@ class PolicyEngine:
         >>> decision.allowed, decision.reasons
     """
 
-    def __init__(self, bundle: PolicyBundle) -> None:
+    def __init__(self, bundle: PolicyBundle, *, cache_size: int = 10_000) -> None:
+        """``cache_size``: decisions remembered (0: evaluate every request afresh)."""
         self.bundle = bundle
+        self.cache = DecisionCache(cache_size) if cache_size > 0 else None
         self._order = {policy_id: n for n, policy_id in enumerate(bundle.policies)}
         # A permit without conditions is decided by its scope (principal, action, resource) alone, and
         # every candidate of a decision shares those: then whether any permit applies is the same for
@@ -155,11 +214,19 @@ class PolicyEngine:
         self._permits_read_context = any(
             info.conditional for info in bundle.policies.values() if info.effect == "permit"
         )
+        # Whether any permit applies then depends on the principal's roles, the action and the
+        # resource type alone: remember Cedar's answer per combination (see ``_any_permit``).
+        self._permit_memo: dict[tuple[str, frozenset[str], str], bool] | None = (
+            {}
+            if not self._permits_read_context
+            and all(info.scope_by_role for info in bundle.policies.values() if info.effect == "permit")
+            else None
+        )
 
     @classmethod
-    def load(cls, policies_dir: Path) -> PolicyEngine:
+    def load(cls, policies_dir: Path, *, cache_size: int = 10_000) -> PolicyEngine:
         """Load and validate the bundle; raises :class:`PolicyBundleError` naming file and line."""
-        return cls(load_bundle(policies_dir))
+        return cls(load_bundle(policies_dir), cache_size=cache_size)
 
     @property
     def bundle_hash(self) -> str:
@@ -168,11 +235,49 @@ class PolicyEngine:
     # Pure evaluation --------------------------------------------------------------------------
 
     def evaluate(self, request: PolicyRequest) -> Decision:
-        """Decide ``request`` (no database, no audit)."""
+        """Decide ``request`` (no database, no audit), from the cache when it was decided before."""
+        if self.cache is None:
+            return self.evaluate_uncached(request)
+        key = DecisionCache.key(request)
+        cached = self.cache.get(key)
+        if cached is not None:
+            # Fresh lists too: a caller that edits its decision's reasons must not edit the cache's.
+            return replace(
+                cached,
+                evaluated_at=clock.now(),
+                reasons=list(cached.reasons),
+                policy_ids=list(cached.policy_ids),
+                errors=list(cached.errors),
+            )
+        decision = self.evaluate_uncached(request)
+        if not decision.errors:  # an evaluation error is logged each time it happens
+            self.cache.put(key, decision)
+        return decision
+
+    def evaluate_uncached(self, request: PolicyRequest) -> Decision:
+        """Decide ``request`` with Cedar, never from the cache."""
         cedar_input = build(request)
-        entities = self.parse_entities(cedar_input.entities)
-        results = self.run(cedar_input, entities)
-        return self.interpret(request, cedar_input, results, entities=entities)
+        return self.evaluate_built(request, cedar_input, self.parse_entities(cedar_input.entities))
+
+    def evaluate_built(
+        self, request: PolicyRequest, cedar_input: CedarInput, entities: cedarpy.Entities
+    ) -> Decision:
+        """The Cedar evaluation and its reasons, for a request whose entities are built and parsed."""
+        requests = [c.cedar_request for c in cedar_input.candidates]
+        results = self._authorize(requests[:1], entities)
+        if len(requests) > 1 and not _allows(results):
+            results += self._authorize(requests[1:], entities)
+        # On an early allow only the first candidate was evaluated; interpret() stops at the first
+        # allowed candidate anyway, so the decision is the same as with all of them.
+        evaluated = replace(cedar_input, candidates=cedar_input.candidates[: len(results)])
+        return self.interpret(request, evaluated, results, entities=entities)
+
+    def _authorize(self, requests: list[Json], entities: cedarpy.Entities) -> list[cedarpy.AuthzResult]:
+        # The schema stays on the hot path: it is what puts each action in its groups (`action in
+        # Action::"dataset_use"`). Without it Cedar would silently skip every group-scoped forbid.
+        return cedarpy.is_authorized_batch(
+            requests, self.bundle.policy_set, entities, schema=self.bundle.schema
+        )
 
     def evaluate_many(self, requests: Sequence[PolicyRequest]) -> list[Decision]:
         """Decide many requests with as few Cedar calls as possible; same decisions as :meth:`evaluate`.
@@ -307,14 +412,12 @@ class PolicyEngine:
                     agreement=candidate.agreement.reference if candidate.agreement else None,
                     errors=errors,
                 )
-        if permitted is None:
-            permitted = cedarpy.is_authorized_batch(
-                self._permit_requests(cedar_input),
-                self.bundle.permit_set,
-                entities if entities is not None else self.parse_entities(cedar_input.entities),
-                schema=self.bundle.schema,
-            )
-        reasons, policy_ids = self._deny_reasons(request, cedar_input, results, permitted)
+        any_permit = (
+            self._any_permit(request, cedar_input, entities)
+            if permitted is None
+            else any(r.allowed for r in permitted)
+        )
+        reasons, policy_ids = self._deny_reasons(request, cedar_input, results, any_permit)
         if errors:
             reasons.append(
                 "the policies could not be evaluated completely, so access is refused: " + "; ".join(errors)
@@ -323,6 +426,26 @@ class PolicyEngine:
                 "policy evaluation errors for %s %s: %s", request.action, cedar_input.resource_id, errors
             )
         return replace(base, reasons=reasons, policy_ids=policy_ids, errors=errors)
+
+    def _any_permit(
+        self, request: PolicyRequest, cedar_input: CedarInput, entities: cedarpy.Entities | None
+    ) -> bool:
+        """Whether any permit applies to the request at all: Cedar asked about the permits alone."""
+        key = (request.action, request.user.roles, cedar_input.resource_type)
+        if self._permit_memo is not None and key in self._permit_memo:
+            return self._permit_memo[key]
+        answer = any(
+            r.allowed
+            for r in cedarpy.is_authorized_batch(
+                self._permit_requests(cedar_input),
+                self.bundle.permit_set,
+                entities if entities is not None else self.parse_entities(cedar_input.entities),
+                schema=self.bundle.schema,
+            )
+        )
+        if self._permit_memo is not None:
+            self._permit_memo[key] = answer
+        return answer
 
     def _allow_reasons(self, request: PolicyRequest, candidate: Candidate, ids: list[str]) -> list[str]:
         facts = candidate.facts
@@ -347,7 +470,7 @@ class PolicyEngine:
         request: PolicyRequest,
         cedar_input: CedarInput,
         results: Sequence[cedarpy.AuthzResult],
-        permitted: Sequence[cedarpy.AuthzResult],
+        any_permit: bool,
     ) -> tuple[list[str], list[str]]:
         candidates = cedar_input.candidates
         fired: list[list[PolicyInfo]] = []
@@ -356,11 +479,7 @@ class PolicyEngine:
             fired.append([info for info in infos if info.effect == "forbid"])
         # Cedar names only the forbids when it denies; whether any permit applied at all is asked of
         # the permits alone (``permitted``), so "nobody permits this" is also Cedar's answer, not a guess.
-        no_permit = (
-            []
-            if any(r.allowed for r in permitted)
-            else [self._no_permit_reason(request, candidates[0].facts)]
-        )
+        no_permit = [] if any_permit else [self._no_permit_reason(request, candidates[0].facts)]
         if not any(fired):
             return no_permit, []
 
@@ -440,8 +559,9 @@ class PolicyEngine:
 
         An allow is recorded in ``session``'s transaction (commit it with the change it permits); a
         deny is recorded and committed in a transaction of its own, because the caller's is about to
-        be rolled back - unless ``session`` has already written, when it goes into ``session`` too
-        (commit or lose it). So decide before writing.
+        be rolled back - unless ``session`` has already written (a second transaction would wait on
+        its locks): then it goes into ``session``, and is written again on its own if ``session``'s
+        transaction ends without a commit. A deny is never lost.
 
         Args:
             session: the caller's database session.
@@ -485,9 +605,7 @@ class PolicyEngine:
 
 
 def write_audit(session: Session, decision: Decision, request: PolicyRequest) -> None:
-    """Record ``decision`` in the audit log (allow: caller's transaction; deny: its own)."""
-    from sqlalchemy.orm import Session as SessionClass
-
+    """Record ``decision`` in the audit log (allow: caller's transaction; deny: kept even on rollback)."""
     from tre_platform.api.audit.service import record
 
     details: dict[str, Any] = {
@@ -509,14 +627,48 @@ def write_audit(session: Session, decision: Decision, request: PolicyRequest) ->
         "reasons": decision.reasons,
         "details": details,
     }
-    if decision.allowed or _has_written(session):
-        # With writes pending, the caller's transaction holds the write lock (SQLite) or the audit
-        # chain's lock (PostgreSQL): a second transaction would wait on it forever.
+    if decision.allowed:
         record(session, **kwargs)
         return
-    with SessionClass(bind=session.get_bind()) as own:
-        record(own, **kwargs)
+    if _has_written(session):
+        # With writes pending, the caller's transaction holds the write lock (SQLite) or the audit
+        # chain's lock (PostgreSQL): a second transaction now would wait on it forever. So the deny
+        # goes into the caller's transaction, and is remembered: if that transaction ends without a
+        # commit, the deny is written again in a transaction of its own once the locks are released
+        # (see _record_lost_denials). Either way exactly one copy survives.
+        record(session, **kwargs)
+        session.info.setdefault(_PENDING_DENIALS, []).append(kwargs)
+        return
+    _record_own(session, [kwargs])
+
+
+_PENDING_DENIALS = "tre_pending_denials"
+
+
+def _record_own(session: Session, events: list[dict[str, Any]]) -> None:
+    """Write audit events in a transaction of their own, committed now."""
+    from tre_platform.api.audit.service import record
+
+    with Session(bind=session.get_bind()) as own:
+        for kwargs in events:
+            record(own, **kwargs)
         own.commit()
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _denials_committed(session: Session) -> None:
+    session.info.pop(_PENDING_DENIALS, None)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _record_lost_denials(session: Session, transaction: object) -> None:
+    # The outermost transaction ended without a commit (rollback, close, an exception): its
+    # connection is back in the pool and its locks are gone, so the denials can be written now.
+    if getattr(transaction, "parent", None) is not None:
+        return
+    lost = session.info.pop(_PENDING_DENIALS, None)
+    if lost:
+        _record_own(session, lost)
 
 
 def _has_written(session: Session) -> bool:

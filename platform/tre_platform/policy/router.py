@@ -95,11 +95,13 @@ def build_router(
         dataset: Annotated[str | None, Query(description="dataset name or id")] = None,
         action: Annotated[str | None, Query(description=f"one of {', '.join(service.EXPLAINABLE)}")] = None,
     ) -> ExplainOut:
-        """The policy decisions for a user in a project, with the reasons (admins, or the user concerned)."""
-        subject = service.find_user(session, user) if user else session.merge(caller)
-        service.check_can_explain(caller, subject)
-        target_project = service.find_project(session, project)
-        target_dataset = service.find_dataset(session, dataset) if dataset else None
+        """The policy decisions for a user in a project, with the reasons (admins, or the user concerned).
+
+        To anyone but an admin, a project they are not in and one that does not exist look the same.
+        """
+        subject, target_project, target_dataset = service.resolve_for(
+            session, session.merge(caller), project=project, user=user, dataset=dataset
+        )
         decisions = service.explain(session, subject, target_project, dataset=target_dataset, action=action)
         return ExplainOut(
             user=subject.username,

@@ -12,7 +12,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tre_platform.api.datasets.models import Dataset
-from tre_platform.api.projects.models import Project
+from tre_platform.api.projects.models import Project, ProjectMember
 from tre_platform.api.users.models import Role, User
 from tre_platform.db.base import Base
 from tre_platform.errors import Forbidden, InvalidInput, NotFound
@@ -57,6 +57,48 @@ def check_can_explain(caller: User, subject: User) -> None:
     """Admins may explain anyone's decisions; everyone else only their own."""
     if caller.id != subject.id and not caller.has_role(Role.admin):
         raise Forbidden("you may explain only your own access decisions; ask an administrator about others'")
+
+
+def _unseen(ref: str) -> NotFound:
+    # One message whether the project is missing or merely not the caller's to know about: the answer
+    # must not tell a guessed project code that exists from one that does not.
+    return NotFound(f"no project {ref!r} that you may see; give the code or id of a project you belong to")
+
+
+def resolve_for(
+    session: Session,
+    caller: User,
+    *,
+    project: str,
+    user: str | None = None,
+    dataset: str | None = None,
+) -> tuple[User, Project, Dataset | None]:
+    """The subject, project and dataset of an explain request, as ``caller`` may see them.
+
+    An admin sees everything. Anyone else explains only themselves, and only in a project they lead
+    or belong to: any other project, existing or not, is "not found" alike - so explain never
+    confirms a project code the caller guessed. (Datasets are in the catalogue every user can read;
+    why a dataset is not approved for one's own project is exactly what explain is for.)
+    """
+    if caller.has_role(Role.admin):
+        subject = find_user(session, user) if user else caller
+        target_dataset = find_dataset(session, dataset) if dataset else None
+        return subject, find_project(session, project), target_dataset
+    if user and user not in (caller.id, caller.username):
+        raise Forbidden("you may explain only your own access decisions; ask an administrator about others'")
+    try:
+        target_project = find_project(session, project)
+    except NotFound:
+        raise _unseen(project) from None
+    member = session.execute(
+        select(ProjectMember.id).where(
+            ProjectMember.project_id == target_project.id, ProjectMember.user_id == caller.id
+        )
+    ).first()
+    if target_project.lead_id != caller.id and member is None:
+        raise _unseen(project)
+    target_dataset = find_dataset(session, dataset) if dataset else None
+    return caller, target_project, target_dataset
 
 
 def explain(

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from policy_db_world import DbWorld
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.audit.service import verify
+from tre_platform.api.projects.models import Project
+from tre_platform.api.users.models import User
 from tre_platform.clock import clock
 from tre_platform.errors import PolicyDenied
 from tre_platform.policy import PolicyBundleError, PolicyEngine, authorize, get_engine, reload_engine, require
@@ -91,6 +93,32 @@ def test_a_deny_after_writes_joins_the_callers_transaction_instead_of_waiting_on
     session.commit()
     decisions = session.execute(select(AuditEvent.decision).order_by(AuditEvent.seq)).scalars().all()
     assert decisions == ["allow", "deny"]
+
+
+def test_a_deny_survives_the_callers_rollback_even_after_writes(
+    session: Session, world: DbWorld, policy_engine: PolicyEngine
+) -> None:
+    p1 = world.projects["P1"]
+    session.commit()
+    policy_engine.decide(session, world.users["alice"], "spawn_workspace", project=p1)  # writes: an allow
+    denied = policy_engine.decide(session, world.users["carol"], "spawn_workspace", project=p1)
+    session.rollback()  # the caller gives up after writing: the allow goes, the deny must stay
+    events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
+    assert [(e.actor, e.decision) for e in events] == [("carol", "deny")]
+    assert events[0].reasons == denied.reasons
+    assert verify(session).ok
+
+
+def test_a_deny_in_a_session_closed_without_commit_is_kept(
+    engine: Engine, world: DbWorld, session: Session, policy_engine: PolicyEngine
+) -> None:
+    session.commit()
+    with Session(engine) as caller:
+        p1 = caller.get(Project, world.projects["P1"].id)
+        policy_engine.decide(caller, caller.get(User, world.users["alice"].id), "spawn_workspace", project=p1)
+        policy_engine.decide(caller, caller.get(User, world.users["carol"].id), "spawn_workspace", project=p1)
+    decisions = session.execute(select(AuditEvent.actor, AuditEvent.decision)).all()
+    assert [tuple(d) for d in decisions] == [("carol", "deny")]
 
 
 def test_audit_can_be_skipped_for_previews(

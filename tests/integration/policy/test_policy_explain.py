@@ -176,6 +176,30 @@ def test_api_unknown_objects_are_404(client: tuple[TestClient, dict[str, str]]) 
     assert response.status_code == 404
 
 
+def test_api_does_not_tell_a_non_member_whether_a_project_exists(
+    client: tuple[TestClient, dict[str, str]],
+) -> None:
+    http, _ = client
+    answers = {
+        code: http.get("/api/v1/decisions/explain", params={"project": code}, headers={"x-user": "carol"})
+        for code in ("P1", "NOPE")  # P1 exists, carol is not in it; NOPE does not exist
+    }
+    assert {code: r.status_code for code, r in answers.items()} == {"P1": 404, "NOPE": 404}
+    real, missing = (answers[code].json() for code in ("P1", "NOPE"))
+    assert real["error"] == missing["error"]
+    assert real["message"].replace("'P1'", "'X'") == missing["message"].replace("'NOPE'", "'X'")
+    assert "that you may see" in real["message"]
+
+
+def test_api_refuses_other_users_before_looking_them_up(client: tuple[TestClient, dict[str, str]]) -> None:
+    http, _ = client
+    for user in ("alice", "nobody-of-that-name"):
+        response = http.get(
+            "/api/v1/decisions/explain", params={"project": "P1", "user": user}, headers={"x-user": "carol"}
+        )
+        assert response.status_code == 403, user
+
+
 def test_the_mounted_router_takes_sign_in_and_sessions_from_api_deps() -> None:
     deps = pytest.importorskip("tre_platform.api.deps")
     from tre_platform.policy import router as router_module

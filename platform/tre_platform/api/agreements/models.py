@@ -86,7 +86,7 @@ class AgreementDataset(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     agreement_id: Mapped[str] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"))
-    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
 
 
 class AgreementRecipient(Base):
