@@ -17,7 +17,7 @@ help:
 	@echo "make test   - install with dev tools and run ruff, mypy and every test (SQLite and PostgreSQL)"
 	@echo "make bench  - run the benchmarks against their peers"
 
-$(VENV)/.runtime: pyproject.toml
+$(VENV)/.runtime: pyproject.toml tre_lib/pseudonymise/_fasthmac_build.py /usr/include/openssl/sha.h
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e .
@@ -40,6 +40,11 @@ workspace-venv: $(VENV)/.runtime /usr/bin/python3.11
 	@/usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-venv)
 	deploy/local/build-workspace-venv.sh
+
+# gcc and OpenSSL's headers compile tre_lib's fast HMAC helper during the install (hatch_build.py).
+/usr/include/openssl/sha.h:
+	@echo "Installing Debian's gcc and libssl-dev for the compiled HMAC helper"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libssl-dev
 
 /usr/bin/chromium:
 	@echo "Installing Debian's chromium for the browser tests (never 'playwright install')"

@@ -1,5 +1,8 @@
 """Benchmark HMAC-SHA256 pseudonymisation on every engine against the pure-Python ``hmac`` peer.
 
+The per-engine comparison (including Spark's four methods); ``bench/pseudonymise_bench.py`` is the 10M-value
+headline run, and this file reuses its key, IDs and timer.
+
 Run: ``.venv/bin/python bench/bench_hmac.py [--rows 200000] [--distinct 1.0] [--repeat 2]
 [--engines local,spark]``
 
@@ -17,28 +20,18 @@ import hashlib
 import hmac
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from pseudonymise_bench import KEY, make_ids
+from pseudonymise_bench import best_of as _best
 from rich.console import Console
 from rich.table import Table
 
-KEY = hashlib.sha256(b"tre-bench-hmac").digest()
-
 
 def _ids(rows: int, distinct: float) -> list[str]:
-    n_distinct = max(1, int(rows * distinct))
-    return [f"ID{(i * 7919) % n_distinct:010d}" for i in range(rows)]
-
-
-def _best(fn: Callable[[], Any], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    """``ID`` + 10 digits, as the Spark runs generate in the JVM with ``format_string("ID%010d", ...)``."""
+    return make_ids(rows, distinct, prefix="ID").to_pylist()  # type: ignore[no-any-return]
 
 
 def _local(ids: list[str], repeat: int, full: bool = True) -> list[tuple[str, str, float]]:
@@ -46,8 +39,10 @@ def _local(ids: list[str], repeat: int, full: bool = True) -> list[tuple[str, st
     import dask.dataframe as dd
     import pandas as pd
     import polars as pl
+    import pyarrow as pa
 
-    from tre_lib.pseudonymise import hmac_sha256
+    from tre_lib.pseudonymise import HmacKey, hmac_sha256
+    from tre_lib.pseudonymise._core import _hex_python
 
     encoded = [v.encode() for v in ids]
     expected = [hmac.new(KEY, v, hashlib.sha256).hexdigest() for v in encoded]
@@ -55,6 +50,7 @@ def _local(ids: list[str], repeat: int, full: bool = True) -> list[tuple[str, st
     plseries = pl.Series("v", ids)
     lazy = pl.DataFrame({"v": ids}).lazy()
     dseries = dd.from_pandas(pd.Series(ids, name="v"), npartitions=4)
+    arrow_ids = pa.array(ids)
 
     candidates: list[tuple[str, str, Callable[[], Any], Callable[[Any], list[Any]]]] = [
         (
@@ -64,6 +60,13 @@ def _local(ids: list[str], repeat: int, full: bool = True) -> list[tuple[str, st
             list,
         ),
         ("ours", "python list", lambda: hmac_sha256(ids, KEY), list),
+        ("ours", "arrow array", lambda: hmac_sha256(arrow_ids, KEY), lambda r: r.to_pylist()),
+        (
+            "ours",
+            "arrow array, pure-Python fallback",
+            lambda: _hex_python(arrow_ids, HmacKey(KEY)),
+            lambda r: r.to_pylist(),
+        ),
         ("ours", "pandas Series", lambda: hmac_sha256(pseries, KEY), lambda r: r.tolist()),
         ("ours", "polars Series", lambda: hmac_sha256(plseries, KEY), lambda r: r.to_list()),
         (
@@ -72,7 +75,12 @@ def _local(ids: list[str], repeat: int, full: bool = True) -> list[tuple[str, st
             lambda: lazy.select(hmac_sha256(pl.col("v"), KEY)).collect(),
             lambda r: r["v"].to_list(),
         ),
-        ("ours", "dask Series (4 partitions, threads)", lambda: hmac_sha256(dseries, KEY).compute(), list),
+        (
+            "ours",
+            "dask Series (4 partitions, threads)",
+            lambda: hmac_sha256(dseries, KEY).compute(),
+            lambda r: [None if v is pd.NA else v for v in r.tolist()],
+        ),
     ]
     out = []
     if not full:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tre_lib.pseudonymise._core import HmacKey
+from tre_lib.pseudonymise._core import HmacKey, fast_hmac_available
 from tre_lib.pseudonymise.errors import (
     InvalidKeyError,
     KekConfigError,
@@ -63,6 +63,7 @@ __all__ = [
     "derive_index_key",
     "derive_project_key",
     "encode_key",
+    "fast_hmac_available",
     "generate_kek",
     "generate_master_key",
     "hkdf_sha256",

@@ -60,6 +60,11 @@ def hmac_sha256(values: Any, key: bytes | HmacKey) -> Any:
     Strings are hashed as UTF-8, integers as their decimal text (``7`` and ``"7"`` agree), bytes as is;
     nulls stay null. Floats and bools are refused: convert ID columns to text or integers first.
 
+    Columns (and lists of 1,024 or more values) are hashed in C over their Arrow buffers, on every core,
+    when the compiled helper is installed (:func:`fast_hmac_available`); otherwise in pure Python, with the
+    same result. Arrow, polars and ``string[pyarrow]`` columns are the fastest: an ``object`` Series
+    needs one Python string per row (docs/adr/0007-fast-hmac.md).
+
     ============================================  ==========================================================
     ``values``                                    returns
     ============================================  ==========================================================

@@ -18,7 +18,8 @@ settings.load_profile("tre-pseudonymise")
 Values = list[Any]
 Runner = Callable[[str, Values, bytes], list[str | None]]
 
-NON_SPARK_ENGINES = ("python", "pandas", "polars_series", "polars_expr", "arrow", "dask")
+# "arrow" runs the compiled helper when it is installed; "arrow_python" always runs the pure-Python path.
+NON_SPARK_ENGINES = ("python", "pandas", "polars_series", "polars_expr", "arrow", "arrow_python", "dask")
 SPARK_ENGINES = ("spark_sha2", "spark_builtin", "spark_arrow_udf", "spark_pandas_udf", "spark_dataframe")
 ALL_ENGINES = NON_SPARK_ENGINES + SPARK_ENGINES
 
@@ -36,6 +37,10 @@ def _run(engine: str, values: Values, key: bytes, request: pytest.FixtureRequest
         return [_null(v) for v in hmac_sha256(pd.Series(values, dtype=object), key).tolist()]
     if engine == "arrow":
         return hmac_sha256(pa.array(values), key).to_pylist()  # type: ignore[no-any-return]
+    if engine == "arrow_python":
+        from tre_lib.pseudonymise._core import HmacKey, _hashable, _hex_python
+
+        return _hex_python(_hashable(pa.array(values)), HmacKey(key)).to_pylist()  # type: ignore[no-any-return]
     if engine in ("polars_series", "polars_expr"):
         series = pl.Series("v", values)
         if engine == "polars_series":
