@@ -1,19 +1,28 @@
 """The matching service: deterministic keys first, then Splink on the remainder, then grow or report.
 
 ``match(delivery, index, spec)`` normalises the delivery, links every record that agrees exactly with one
-index entry on a deterministic key, and hands only the rest to Splink. Splink's model is trained on the
-whole delivery against the index (u by random sampling; m from the deterministic links used as labels, then
-refined by expectation maximisation) and scores only the remainder against the index with
-``linker.inference.predict_between`` (Splink 5's replacement for ``find_matches_to_new_records``). One best
-link per record is kept if it clears the dataset's threshold.
+index entry on a deterministic key, and hands only the rest to Splink. Splink's model is trained on (a
+sample of, ``spec.training_records``) the delivery against the index: prior from the deterministic rules,
+u by random sampling, m from the deterministic links used as labels, then refined by expectation
+maximisation. It scores only the remainder against the index with ``linker.inference.predict_between``
+(Splink 5's replacement for ``find_matches_to_new_records``). One best link per record is kept if it clears
+the dataset's threshold; with ``spec.one_to_one`` each index entry is also linked at most once.
+
+Training is most of Splink's time, so a trained model can be saved beside the index and reused by the
+next delivery of the same dataset (``model_path=model_path_for(index, spec)``; ``train=False`` insists on
+the saved model). :func:`link_attributes` is the same engine on any normalised attributes, and
+:func:`find_duplicates` deduplicates one set of records.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,12 +71,14 @@ class MatchResult:
 @dataclass
 class _SplinkOutcome:
     best: pd.DataFrame  # row, surrogate_id, match_probability, match_weight (best pair per record)
+    pairs: pd.DataFrame  # the same columns: candidate pairs at or above the threshold
     weights: np.ndarray  # match weights of every scored pair (for the distribution chart)
     model: dict[str, Any]
     prior: float
     training: list[str]
     n_with_candidates: int
     linker: Any
+    trained: bool
 
 
 def _deterministic_pass(
@@ -75,8 +86,14 @@ def _deterministic_pass(
     index_frame: pd.DataFrame,
     rules: tuple[tuple[str, ...], ...],
     available: frozenset[str],
+    *,
+    one_to_one: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
-    """Link records agreeing exactly with exactly one index entry on a rule; ambiguous keys are left."""
+    """Link records agreeing exactly with exactly one index entry on a rule; ambiguous keys are left.
+
+    With ``one_to_one`` an index entry is also given to at most one record: a key shared by two delivery
+    records is ambiguous too, and entries linked by an earlier rule are not offered again.
+    """
     sid = np.full(len(attrs), None, dtype=object)
     used: list[str] = []
     for rule in rules:
@@ -89,11 +106,52 @@ def _deterministic_pass(
             continue
         left = attrs.loc[todo, cols].assign(_row=np.flatnonzero(todo))
         right = index_frame[[SURROGATE_ID, *cols]].dropna(subset=cols)
+        if one_to_one:
+            right = right[~right[SURROGATE_ID].isin(sid[pd.notna(sid)])]
         pairs = left.merge(right, on=cols, how="inner")
         n_ids = pairs.groupby("_row")[SURROGATE_ID].transform("nunique")
         unique = pairs[n_ids == 1].drop_duplicates("_row")
+        if one_to_one:
+            unique = unique[~unique[SURROGATE_ID].duplicated(keep=False)]
         sid[unique["_row"].to_numpy()] = unique[SURROGATE_ID].to_numpy()
     return sid, used
+
+
+def assign_links(
+    pairs: pd.DataFrame, *, one_to_one: bool = False, taken: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Choose at most one link per delivery record from scored candidate pairs.
+
+    Without ``one_to_one`` each record keeps its highest-weight pair. With it, an index entry is also
+    linked at most once (the index is deduplicated, so two records claiming one entry means one is wrong):
+    pairs that are each other's best are accepted, their record and entry are removed, and the step
+    repeats, so a record whose best entry went to a stronger claimant can still take its next best. The
+    globally highest pair is always mutually best, so every round accepts at least one pair. Splink's
+    ``cluster_using_single_best_links`` does the same on a full ``predict()`` over its own input tables;
+    here the pairs come from ``predict_between`` on the remainder only, and entries already taken by the
+    deterministic pass must be excluded, hence this small pandas version.
+
+    Args:
+        pairs: ``row``, ``surrogate_id``, ``match_probability``, ``match_weight``.
+        one_to_one: Also link each index entry at most once.
+        taken: Index entries already linked (excluded when ``one_to_one``).
+
+    Returns:
+        The chosen pairs, one per record at most.
+    """
+    ordered = pairs.sort_values(["match_weight", SURROGATE_ID, "row"], ascending=[False, True, True])
+    if not one_to_one:
+        return ordered.drop_duplicates("row").reset_index(drop=True)
+    if taken is not None and len(taken):
+        ordered = ordered[~ordered[SURROGATE_ID].isin(taken)]
+    chosen = []
+    while len(ordered):
+        mutual = ordered[~ordered["row"].duplicated() & ~ordered[SURROGATE_ID].duplicated()]
+        chosen.append(mutual)
+        ordered = ordered[
+            ~ordered["row"].isin(mutual["row"]) & ~ordered[SURROGATE_ID].isin(mutual[SURROGATE_ID])
+        ]
+    return pd.concat(chosen, ignore_index=True) if chosen else ordered.reset_index(drop=True)
 
 
 def _db_api(spec: MatchSpec) -> Any:
@@ -132,45 +190,62 @@ def _splink_frames(
     return delivery, index_df
 
 
-def _splink_pass(
-    attrs: pd.DataFrame,
-    det_sid: np.ndarray,
-    remainder_rows: np.ndarray,
-    index_frame: pd.DataFrame,
+def _comparison_columns(spec: MatchSpec, available: frozenset[str]) -> list[str]:
+    assert spec.comparisons is not None
+    return sorted(c.create_output_column_name() for c in spec.comparisons(available))
+
+
+def _model_mismatch(model: dict[str, Any], spec: MatchSpec, available: frozenset[str]) -> str | None:
+    """Why a saved model cannot score this delivery (None if it can)."""
+    if model.get("sql_dialect") not in (None, spec.backend):
+        return f"it was trained on {model.get('sql_dialect')} but this match runs on {spec.backend}"
+    if model.get("link_type") != "link_only":
+        return f"it is a {model.get('link_type')} model, not a link_only one"
+    saved = sorted(c.get("output_column_name") for c in model.get("comparisons", []))
+    wanted = _comparison_columns(spec, available)
+    if saved != wanted:
+        return f"it compares {saved} but this delivery supports {wanted}"
+    return None
+
+
+def load_model(path: str | Path) -> dict[str, Any]:
+    """Read a Splink model saved by :func:`match` (``model_path``), as a settings dictionary.
+
+    Raises:
+        MatchError: If the file is missing or is not a Splink model.
+    """
+    try:
+        model = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise MatchError(
+            f"No saved model at {path}; run the match once with train=True (or train unset) to create it."
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise MatchError(f"{path} is not a JSON Splink model ({exc.msg}); delete it and retrain.") from exc
+    if not isinstance(model, dict) or "comparisons" not in model:
+        raise MatchError(f"{path} is not a Splink model (no comparisons); delete it and retrain.")
+    return model
+
+
+def save_model(model: dict[str, Any], path: str | Path) -> None:
+    """Write a Splink model atomically (temporary file, then rename) so a reader never sees half of it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(model, indent=2), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def _train(
+    linker: Any,
     spec: MatchSpec,
     available: frozenset[str],
-) -> _SplinkOutcome:
-    from splink import Linker, SettingsCreator, block_on
-
-    assert spec.comparisons is not None and spec.blocking_rules is not None
-    columns = [c for c in attrs.columns if c in available]
-    delivery_df, index_df = _splink_frames(attrs, det_sid, index_frame, columns)
-    db_api = _db_api(spec)
-    token = secrets.token_hex(4)
-    delivery_sdf = db_api.register(_as_arrow(delivery_df), table_name=f"delivery_{token}")
-    index_sdf = db_api.register(_as_arrow(index_df), table_name=f"index_{token}")
-    n_index = len(index_df)
-    settings = SettingsCreator(
-        link_type="link_only",
-        comparisons=spec.comparisons(available),
-        blocking_rules_to_generate_predictions=spec.blocking_rules(available),
-        probability_two_random_records_match=1.0 / max(n_index, 1),
-        retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
-    )
-    linker = Linker([delivery_sdf, index_sdf], settings, log_level=_SPLINK_LOG_LEVEL)
-    training: list[str] = []
+    n_labels: int,
+    note: Callable[[str], None],
+) -> None:
+    from splink import block_on
 
     det_rules = [r for r in spec.deterministic_rules if set(r) <= available]
-    n_labels = int(pd.notna(det_sid).sum())
-    clock = time.perf_counter()
-
-    def note(text: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        training.append(f"{text} [{now - clock:.1f}s]")
-        clock = now
-
     if det_rules and n_labels:
         linker.training.estimate_probability_two_random_records_match(
             [block_on(*rule) for rule in det_rules], recall=spec.deterministic_recall
@@ -189,6 +264,59 @@ def _splink_pass(
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
         note(f"m by EM blocked on {rule.create_blocking_rule_dict('duckdb')['blocking_rule']}")
 
+
+def _splink_pass(
+    attrs: pd.DataFrame,
+    det_sid: np.ndarray,
+    remainder_rows: np.ndarray,
+    index_frame: pd.DataFrame,
+    spec: MatchSpec,
+    available: frozenset[str],
+    threshold_weight: float,
+    saved_model: dict[str, Any] | None,
+) -> _SplinkOutcome:
+    from splink import Linker, SettingsCreator
+
+    assert spec.comparisons is not None and spec.blocking_rules is not None
+    columns = [c for c in attrs.columns if c in available]
+    delivery_df, index_df = _splink_frames(attrs, det_sid, index_frame, columns)
+    db_api = _db_api(spec)
+    token = secrets.token_hex(4)
+    index_sdf = db_api.register(_as_arrow(index_df), table_name=f"index_{token}")
+    training: list[str] = []
+    clock = time.perf_counter()
+
+    def note(text: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        training.append(f"{text} [{now - clock:.1f}s]")
+        clock = now
+
+    # Only the training sample and the remainder ever reach Splink: a 1M delivery is not copied whole.
+    sampled = spec.training_records is not None and len(delivery_df) > spec.training_records
+    training_rows = np.arange(len(delivery_df))
+    if sampled:
+        rng = np.random.default_rng(spec.seed)
+        training_rows = np.sort(rng.choice(len(delivery_df), size=spec.training_records, replace=False))
+    training_sdf = db_api.register(_as_arrow(delivery_df.iloc[training_rows]), table_name=f"delivery_{token}")
+    if saved_model is not None:
+        linker = Linker([training_sdf, index_sdf], saved_model, log_level=_SPLINK_LOG_LEVEL)
+        note("saved model reused: no training")
+    else:
+        settings = SettingsCreator(
+            link_type="link_only",
+            comparisons=spec.comparisons(available),
+            blocking_rules_to_generate_predictions=spec.blocking_rules(available),
+            probability_two_random_records_match=1.0 / max(len(index_df), 1),
+            retain_matching_columns=False,
+            retain_intermediate_calculation_columns=False,
+        )
+        linker = Linker([training_sdf, index_sdf], settings, log_level=_SPLINK_LOG_LEVEL)
+        if sampled:
+            note(f"training on a random {spec.training_records} of {len(delivery_df)} delivery records")
+        n_labels = int(pd.notna(det_sid[training_rows]).sum())
+        _train(linker, spec, available, n_labels, note)
+
     for column in spec.term_frequency_columns:
         if column in available:
             linker.table_management.compute_tf_table(column)
@@ -196,32 +324,48 @@ def _splink_pass(
         _as_arrow(delivery_df.iloc[remainder_rows]), table_name=f"remainder_{token}"
     )
     note("term-frequency tables")
-    predictions = linker.inference.predict_between(remainder_sdf, index_sdf, warning_mode="never")
+    # link_and_dedupe: predict_between only ever pairs left with right, and with "link_only" Splink adds a
+    # source-dataset filter whose join on concatenated ids DuckDB runs as a slow nested loop (20 s for
+    # 2k x 30k records); the pairs are the same without it.
+    predictions = linker.inference.predict_between(
+        remainder_sdf, index_sdf, link_type="link_and_dedupe", warning_mode="never"
+    )
     table = predictions.physical_name  # Splink's generated table name, never user input
     cols = "unique_id_l, unique_id_r, match_probability, match_weight"
     rank = "row_number() over (partition by unique_id_l order by match_weight desc, unique_id_r) as rn"
     best_sql = f"select {cols} from (select {cols}, {rank} from {table}) ranked where rn = 1"  # noqa: S608
-    best = linker.misc.query_sql(best_sql, output_type="pandas")
-    note(f"scored {len(remainder_rows)} remaining records against the index, best link each")
+    best = _pairs_frame(linker.misc.query_sql(best_sql, output_type="pandas"))
+    if spec.one_to_one and math.isfinite(threshold_weight):
+        # Every pair above the threshold: a record whose best entry is taken may still take its next best.
+        above_sql = f"select {cols} from {table} where match_weight >= {float(threshold_weight)!r}"  # noqa: S608
+        pairs = _pairs_frame(linker.misc.query_sql(above_sql, output_type="pandas"))
+    else:
+        pairs = best[best["match_weight"] >= threshold_weight]
+    note(f"scored {len(remainder_rows)} remaining records against the index")
     weights_sql = f"select match_weight from {table} limit 2000000"  # noqa: S608
     weights = linker.misc.query_sql(weights_sql, output_type="pandas")["match_weight"].to_numpy(dtype=float)
-    best = pd.DataFrame(
-        {
-            "row": best["unique_id_l"].str.slice(1).astype(int).to_numpy(),
-            SURROGATE_ID: best["unique_id_r"].to_numpy(dtype=object),
-            "match_probability": best["match_probability"].to_numpy(dtype=float),
-            "match_weight": best["match_weight"].to_numpy(dtype=float),
-        }
-    )
     model = linker.misc.save_model_to_json()
     return _SplinkOutcome(
         best=best,
+        pairs=pairs,
         weights=weights,
         model=model,
         prior=float(model["probability_two_random_records_match"]),
         training=training,
         n_with_candidates=len(best),
         linker=linker,
+        trained=saved_model is None,
+    )
+
+
+def _pairs_frame(raw: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": raw["unique_id_l"].str.slice(1).astype(int).to_numpy(),
+            SURROGATE_ID: raw["unique_id_r"].to_numpy(dtype=object),
+            "match_probability": raw["match_probability"].to_numpy(dtype=float),
+            "match_weight": raw["match_weight"].to_numpy(dtype=float),
+        }
     )
 
 
@@ -249,7 +393,8 @@ def _save_charts(outcome: _SplinkOutcome, threshold_weight: float | None, direct
         ax.axvline(threshold_weight, color="black", linestyle="--", label="threshold")
     ax.set_xlabel("match weight (log2 Bayes factor)")
     ax.set_ylabel("pairs")
-    ax.set_yscale("log")
+    if len(weights) or np.isfinite(best).any():  # a log scale of nothing warns (no pair had a candidate)
+        ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
     path = directory / "match_weight_distribution.png"
@@ -266,6 +411,116 @@ def _threshold_weight(spec: MatchSpec) -> float:
     return math.inf if p >= 1.0 else math.log2(p / (1.0 - p))
 
 
+@dataclass
+class AttributeLinks:
+    """What :func:`link_attributes` found for each delivery row (arrays aligned with the delivery).
+
+    Attributes:
+        surrogate_id: The linked index entry, or None.
+        method: ``deterministic`` | ``probabilistic`` | ``unmatched``.
+        match_probability: 1 for deterministic links, Splink's probability for probabilistic ones.
+        match_weight: Splink's match weight (null for deterministic links).
+        n_remainder: Records left to Splink after the deterministic pass.
+        n_below_threshold: Records whose best candidate scored below the threshold.
+        outcome: Splink's side (None if it did not run).
+        seconds: Wall time per phase.
+    """
+
+    surrogate_id: np.ndarray
+    method: np.ndarray
+    match_probability: np.ndarray
+    match_weight: np.ndarray
+    n_remainder: int
+    n_below_threshold: int
+    outcome: _SplinkOutcome | None
+    seconds: dict[str, float]
+
+
+def _saved_model(
+    spec: MatchSpec, available: frozenset[str], model_path: str | Path | None, train: bool | None
+) -> dict[str, Any] | None:
+    """The saved model to reuse, or None to train (and then save to ``model_path``)."""
+    if train is True or model_path is None:
+        if train is False:
+            raise MatchError("train=False needs model_path=<a model saved by an earlier match>.")
+        return None
+    if not Path(model_path).exists() and train is None:
+        return None
+    model = load_model(model_path)
+    why = _model_mismatch(model, spec, available)
+    if why is None:
+        return model
+    if train is False:
+        raise MatchError(
+            f"The saved model {model_path} cannot score this delivery: {why}. Retrain with train=True."
+        )
+    logger.info("Retraining: the saved model %s does not fit (%s).", model_path, why)
+    return None
+
+
+def link_attributes(
+    attrs: pd.DataFrame,
+    index_frame: pd.DataFrame,
+    spec: MatchSpec,
+    *,
+    model_path: str | Path | None = None,
+    train: bool | None = None,
+) -> AttributeLinks:
+    """Link normalised records to index entries: deterministic keys first, then Splink on the remainder.
+
+    This is the engine of :func:`match`, usable on any attributes a :class:`MatchSpec` describes (the
+    linkage benchmark runs it on the FEBRL data sets, whose columns are not an index kind's).
+
+    Args:
+        attrs: Normalised delivery attributes, one row per record (positional index 0..n-1).
+        index_frame: ``surrogate_id`` and the same attributes, one row per index entry.
+        spec: Keys, Splink comparisons, blocking, threshold and ``one_to_one``.
+        model_path: A Splink model JSON: reused if it exists and fits, written after training otherwise.
+        train: ``True`` always trains (and overwrites ``model_path``); ``False`` never trains (the model
+            must exist and fit); ``None`` reuses a fitting saved model, else trains.
+
+    Returns:
+        The links per record, aligned with ``attrs``.
+
+    Raises:
+        MatchError: ``train=False`` without a usable saved model.
+    """
+    attrs = attrs.reset_index(drop=True)
+    available = frozenset(c for c in attrs.columns if attrs[c].notna().any())
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    sid, _ = _deterministic_pass(
+        attrs, index_frame, spec.deterministic_rules, available, one_to_one=spec.one_to_one
+    )
+    n = len(attrs)
+    method = np.where(pd.notna(sid), "deterministic", "unmatched").astype(object)
+    probability = np.where(pd.notna(sid), 1.0, np.nan)
+    weight = np.full(n, np.nan)
+    seconds["deterministic"] = time.perf_counter() - t0
+
+    outcome: _SplinkOutcome | None = None
+    remainder = np.flatnonzero(pd.isna(sid))
+    threshold_weight = _threshold_weight(spec)
+    n_below = 0
+    if spec.comparisons is not None and len(remainder) and len(index_frame):
+        t0 = time.perf_counter()
+        saved = _saved_model(spec, available, model_path, train)
+        outcome = _splink_pass(
+            attrs, sid.copy(), remainder, index_frame, spec, available, threshold_weight, saved
+        )
+        if outcome.trained and model_path is not None:
+            save_model(outcome.model, model_path)
+        accepted = assign_links(outcome.pairs, one_to_one=spec.one_to_one, taken=sid[pd.notna(sid)])
+        n_below = len(outcome.best) - int((outcome.best["match_weight"] >= threshold_weight).sum())
+        rows = accepted["row"].to_numpy()
+        sid[rows] = accepted[SURROGATE_ID].to_numpy()
+        method[rows] = "probabilistic"
+        probability[rows] = accepted["match_probability"].to_numpy()
+        weight[rows] = accepted["match_weight"].to_numpy()
+        seconds["splink"] = time.perf_counter() - t0
+    return AttributeLinks(sid, method, probability, weight, len(remainder), n_below, outcome, seconds)
+
+
 def match(
     delivery: pd.DataFrame,
     index: ReferenceIndex,
@@ -273,6 +528,8 @@ def match(
     *,
     charts_dir: str | Path | None = None,
     expected: pd.Series | None = None,
+    model_path: str | Path | None = None,
+    train: bool | None = None,
 ) -> MatchResult:
     """Match a delivery's identifiers to a reference index.
 
@@ -285,15 +542,21 @@ def match(
             weight distribution are written there.
         expected: Optional truth, record id -> expected surrogate id (null if not in the index); adds
             precision/recall/F1 to the report.
+        model_path: Where this dataset's trained Splink model lives (see :func:`model_path_for`): a
+            re-ingest reuses it instead of retraining, which is most of Splink's time.
+        train: ``True`` retrains (and overwrites ``model_path``), ``False`` requires the saved model,
+            ``None`` (default) reuses it when it fits the delivery's attributes, else trains and saves.
 
     Returns:
         A :class:`MatchResult` with one row per delivery record.
 
     Raises:
-        MatchError: If the spec is for another index kind or the record id column is missing.
+        MatchError: If the spec is for another index kind, the record id column is missing, or
+            ``train=False`` and no fitting model is saved at ``model_path``.
 
     Example:
-        >>> result = match(records, index, spec_for("hospital_episodes"))
+        >>> spec = spec_for("hospital_episodes")
+        >>> result = match(records, index, spec, model_path=model_path_for(index, spec))
         >>> result.links["method"].value_counts()
     """
     spec.validate()
@@ -307,34 +570,14 @@ def match(
     t0 = time.perf_counter()
     record_ids = delivery[spec.record_id].to_numpy() if spec.record_id else delivery.index.to_numpy()
     attrs = normalise_records(spec.kind, delivery.rename(columns=dict(spec.columns))).reset_index(drop=True)
-    available = frozenset(c for c in attrs.columns if attrs[c].notna().any())
     index_frame = index.matching_frame()
     version_before = index.version
     timings["normalise"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    sid, _ = _deterministic_pass(attrs, index_frame, spec.deterministic_rules, available)
+    linked = link_attributes(attrs, index_frame, spec, model_path=model_path, train=train)
+    timings.update(linked.seconds)
+    sid, method, outcome = linked.surrogate_id, linked.method, linked.outcome
     n = len(attrs)
-    method = np.where(pd.notna(sid), "deterministic", "unmatched").astype(object)
-    probability = np.where(pd.notna(sid), 1.0, np.nan)
-    weight = np.full(n, np.nan)
-    timings["deterministic"] = time.perf_counter() - t0
-
-    outcome: _SplinkOutcome | None = None
-    remainder = np.flatnonzero(pd.isna(sid))
-    threshold_weight = _threshold_weight(spec)
-    n_below = 0
-    if spec.comparisons is not None and len(remainder) and len(index_frame):
-        t0 = time.perf_counter()
-        outcome = _splink_pass(attrs, sid.copy(), remainder, index_frame, spec, available)
-        accepted = outcome.best[outcome.best["match_weight"] >= threshold_weight]
-        n_below = len(outcome.best) - len(accepted)
-        rows = accepted["row"].to_numpy()
-        sid[rows] = accepted[SURROGATE_ID].to_numpy()
-        method[rows] = "probabilistic"
-        probability[rows] = accepted["match_probability"].to_numpy()
-        weight[rows] = accepted["match_weight"].to_numpy()
-        timings["splink"] = time.perf_counter() - t0
 
     unmatched = np.flatnonzero(pd.isna(sid))
     if spec.on_unmatched == "add" and len(unmatched):
@@ -354,8 +597,8 @@ def match(
             "record_id": record_ids,
             SURROGATE_ID: sid,
             "method": method,
-            "match_probability": probability,
-            "match_weight": weight,
+            "match_probability": linked.match_probability,
+            "match_weight": linked.match_weight,
         }
     )
     counts = {m: int((method == m).sum()) for m in ("deterministic", "probabilistic", "new", "unmatched")}
@@ -366,8 +609,8 @@ def match(
         n_records=n,
         counts=counts,
         rates={m: (c / n if n else 0.0) for m, c in counts.items()},
-        n_unlinkable=len(remainder) - (outcome.n_with_candidates if outcome else 0),
-        n_below_threshold=n_below,
+        n_unlinkable=linked.n_remainder - (outcome.n_with_candidates if outcome else 0),
+        n_below_threshold=linked.n_below_threshold,
         threshold=(
             {"match_weight": spec.threshold_match_weight}
             if spec.threshold_match_weight is not None
@@ -382,5 +625,131 @@ def match(
     if expected is not None:
         report.accuracy = evaluate_links(links, expected)
     if charts_dir is not None and outcome is not None:
-        report.charts = _save_charts(outcome, threshold_weight, Path(charts_dir))
+        report.charts = _save_charts(outcome, _threshold_weight(spec), Path(charts_dir))
     return MatchResult(links=links, report=report, model=outcome.model if outcome else None)
+
+
+def model_path_for(index: ReferenceIndex, spec: MatchSpec) -> Path:
+    """Where a dataset's trained model is kept: ``<index directory>/models/<spec.source>.json``.
+
+    Beside the index (in the linkage zone, never in a workspace) and outside its versions, so growing
+    the index keeps the model. The source label names the dataset, so each dataset has its own model.
+    """
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in spec.source)
+    return index.directory / "models" / f"{safe}.json"
+
+
+@dataclass
+class Duplicates:
+    """What :func:`find_duplicates` found within one set of records.
+
+    Attributes:
+        cluster: Per record (aligned with the input), the row number of its cluster's first record.
+        edges: ``row_l``, ``row_r``, ``method`` (deterministic | probabilistic), ``match_probability``.
+        linker: Splink's linker (for charts), or None if Splink did not run.
+        seconds: Wall time per phase.
+    """
+
+    cluster: np.ndarray
+    edges: pd.DataFrame
+    linker: Any
+    seconds: dict[str, float]
+
+
+def _key_edges(
+    attrs: pd.DataFrame, rules: tuple[tuple[str, ...], ...], available: frozenset[str]
+) -> pd.DataFrame:
+    """Edges joining each record to the first record sharing its full deterministic key (a star per key)."""
+    parts = []
+    for rule in rules:
+        cols = list(rule)
+        if not set(cols) <= available:
+            continue
+        keyed = attrs[cols].dropna()
+        first = keyed.groupby(cols, sort=False).ngroup()
+        head = pd.Series(keyed.index.to_numpy(), index=keyed.index).groupby(first.to_numpy()).transform("min")
+        star = head.to_numpy() != keyed.index.to_numpy()
+        parts.append(pd.DataFrame({"row_l": head.to_numpy()[star], "row_r": keyed.index.to_numpy()[star]}))
+    edges = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"row_l": [], "row_r": []})
+    return edges.astype(int).drop_duplicates()
+
+
+def find_duplicates(attrs: pd.DataFrame, spec: MatchSpec) -> Duplicates:
+    """Find records of one entity within a set of records (deduplication, e.g. before seeding an index).
+
+    Records sharing a deterministic key are joined first; Splink (``dedupe_only``, trained as
+    :func:`match` trains: prior from the keys, u by sampling, m from the keyed pairs as labels, then EM)
+    scores the blocked pairs, and pairs at or above the threshold are joined too. Clusters are the
+    connected components of all joined pairs (``scipy.sparse.csgraph``).
+
+    Args:
+        attrs: Normalised attributes, one row per record.
+        spec: Keys, comparisons, blocking and threshold (``one_to_one`` does not apply).
+
+    Returns:
+        Cluster per record and the pairs that formed them.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from splink import Linker, SettingsCreator
+
+    attrs = attrs.reset_index(drop=True)
+    n = len(attrs)
+    available = frozenset(c for c in attrs.columns if attrs[c].notna().any())
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    det = _key_edges(attrs, spec.deterministic_rules, available).assign(
+        method="deterministic", match_probability=1.0
+    )
+    # The keyed components are the labels for m: records in one component are one entity.
+    _, label = connected_components(
+        coo_matrix((np.ones(len(det)), (det["row_l"], det["row_r"])), shape=(n, n)), directed=False
+    )
+    seconds["deterministic"] = time.perf_counter() - t0
+
+    edges = det
+    linker = None
+    if spec.comparisons is not None and spec.blocking_rules is not None and n > 1:
+        t0 = time.perf_counter()
+        columns = [c for c in attrs.columns if c in available]
+        frame = attrs[columns].copy()
+        frame.insert(0, _UID, [f"r{i}" for i in range(n)])
+        frame[_LABEL] = [f"c{c}" for c in label]
+        if "postcode" in frame and spec.kind in ("demographic", "business", "address"):
+            frame["postcode"] = format_postcode(frame["postcode"])
+        db_api = _db_api(spec)
+        sdf = db_api.register(_as_arrow(frame), table_name=f"records_{secrets.token_hex(4)}")
+        settings = SettingsCreator(
+            link_type="dedupe_only",
+            comparisons=spec.comparisons(available),
+            blocking_rules_to_generate_predictions=spec.blocking_rules(available),
+            retain_matching_columns=False,
+            retain_intermediate_calculation_columns=False,
+        )
+        linker = Linker(sdf, settings, log_level=_SPLINK_LOG_LEVEL)
+        _train(linker, spec, available, len(det), lambda _text: None)
+        for column in spec.term_frequency_columns:
+            if column in available:
+                linker.table_management.compute_tf_table(column)
+        threshold = _threshold_weight(spec)
+        predictions = linker.inference.predict(threshold_match_weight=threshold, warning_mode="never")
+        found = linker.misc.query_sql(
+            f"select unique_id_l, unique_id_r, match_probability from {predictions.physical_name}",  # noqa: S608
+            output_type="pandas",
+        )
+        probabilistic = pd.DataFrame(
+            {
+                "row_l": found["unique_id_l"].str.slice(1).astype(int).to_numpy(),
+                "row_r": found["unique_id_r"].str.slice(1).astype(int).to_numpy(),
+                "method": "probabilistic",
+                "match_probability": found["match_probability"].to_numpy(dtype=float),
+            }
+        )
+        edges = pd.concat([det, probabilistic], ignore_index=True)
+        seconds["splink"] = time.perf_counter() - t0
+    _, components = connected_components(
+        coo_matrix((np.ones(len(edges)), (edges["row_l"], edges["row_r"])), shape=(n, n)), directed=False
+    )
+    # Name each cluster by its first record so the ids are stable for the same input.
+    first_row = pd.Series(np.arange(n)).groupby(components).transform("min").to_numpy()
+    return Duplicates(cluster=first_row, edges=edges, linker=linker, seconds=seconds)

@@ -103,13 +103,13 @@ def format_postcode(series: pd.Series) -> pd.Series:
 
 
 def normalise_date(series: pd.Series) -> pd.Series:
-    """Parse dates written as ISO (``1980-03-07``), UK (``07/03/1980``) or datetime values to ISO strings.
+    """Parse ISO (``1980-03-07``), compact ISO (``19800307``), UK (``07/03/1980``) or datetime values.
 
     Args:
         series: Raw dates (strings, ``datetime64`` or ``date`` objects).
 
     Returns:
-        ISO-8601 date strings, ``None`` where the value is not a valid date.
+        ISO-8601 date strings (``1980-03-07``), ``None`` where the value is not a valid date.
     """
     if pd.api.types.is_datetime64_any_dtype(series):
         parsed = series
@@ -119,7 +119,9 @@ def normalise_date(series: pd.Series) -> pd.Series:
         parsed = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
         # Fall back to the UK day-first form only where ISO failed, so "2001-02-03" is never read as 2 March.
         uk = pd.to_datetime(text, format="%d/%m/%Y", errors="coerce")
-        parsed = parsed.fillna(uk)
+        # The compact ISO form "19800307" (FEBRL, many extracts): eight digits only, never a shorter number.
+        compact = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce")
+        parsed = parsed.fillna(uk).fillna(compact)
     iso = parsed.dt.strftime("%Y-%m-%d")
     return iso.astype(object).where(iso.notna(), None)
 

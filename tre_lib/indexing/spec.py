@@ -36,6 +36,9 @@ class MatchSpec:
         term_frequency_columns: Columns whose exact-match levels use term-frequency adjustments.
         threshold_match_probability: Keep the best link only if its match probability is at least this.
         threshold_match_weight: If set, used instead of the probability threshold.
+        one_to_one: Link each index entry to at most one delivery record (as well as each record to at most
+            one entry): right for a deduplicated index and a delivery with one record per entity (a
+            register, a census), wrong for event data (several hospital episodes per person).
         on_unmatched: ``"add"`` gives unmatched records new index entries; ``"report"`` only reports them.
         backend: ``"duckdb"`` (default) or ``"spark"`` (pass ``spark_session``) for large deliveries.
         spark_session: The SparkSession for the Spark backend; it must load Splink's similarity jar
@@ -43,6 +46,10 @@ class MatchSpec:
         m_from_deterministic: Estimate m from the deterministic links as labels before EM refines it.
         min_labels: Fewest deterministic links needed to use them as labels.
         u_max_pairs: Pairs sampled to estimate u.
+        training_records: Train on at most this many delivery records (a seeded random sample) against
+            the whole index; every remaining record is still scored. Training cost grows with the
+            delivery (EM compares each record with its block in the index), the model's parameters do not
+            need millions of records, so a 1M delivery trains as fast as a 50k one. ``None``: all records.
         u_num_chunks: Chunks Splink splits u sampling into (1 disables its probe phase: far fewer Spark jobs
             on small data).
         deterministic_recall: Assumed recall of the deterministic rules, to estimate the prior.
@@ -60,13 +67,15 @@ class MatchSpec:
     term_frequency_columns: tuple[str, ...] = ()
     threshold_match_probability: float = 0.9
     threshold_match_weight: float | None = None
+    one_to_one: bool = False
     on_unmatched: Literal["add", "report"] = "report"
     backend: Literal["duckdb", "spark"] = "duckdb"
     spark_session: Any = None
     m_from_deterministic: bool = True
     min_labels: int = 25
-    u_max_pairs: float = 2e6
-    u_num_chunks: int = 10
+    u_max_pairs: float = 5e5
+    training_records: int | None = 10_000
+    u_num_chunks: int = 1
     deterministic_recall: float = 0.85
     seed: int = 42
     source: str = "delivery"
@@ -141,9 +150,21 @@ def _demographic_comparisons(available: Available) -> list[Any]:
 
 
 def _demographic_blocking(available: Available) -> list[Any]:
-    rules = [block_on("dob"), block_on("given_name_canonical", "family_name")]
+    # Names are skewed (thousands of "john smith" in a national index), so a name rule alone gives hundreds
+    # of candidates per record at 1M; each rule pairs a name or date with a second, independent field, and
+    # a record escapes them all only if its date, both names and its postcode are all wrong.
+    rules = [
+        block_on("dob", "substr(family_name, 1, 1)"),
+        block_on("dob", "substr(given_name_canonical, 1, 1)"),
+        block_on("given_name_canonical", "family_name", "substr(dob, 1, 4)"),
+        block_on("given_name_canonical", "family_name", "substr(dob, 6, 5)"),
+    ]
     if _has(available, "postcode"):
-        rules += [block_on("family_name", "postcode"), block_on("given_name_canonical", "postcode")]
+        rules += [
+            block_on("dob", "postcode"),
+            block_on("family_name", "postcode"),
+            block_on("given_name_canonical", "postcode"),
+        ]
     if _has(available, "nhs_number"):
         rules.append(block_on("nhs_number"))
     if _has(available, "ni_number"):
@@ -152,6 +173,12 @@ def _demographic_blocking(available: Available) -> list[Any]:
 
 
 def _demographic_em(available: Available) -> list[Any]:
+    # A national identifier makes a cheap EM block (about one candidate per record, nearly all matches)
+    # that trains every other comparison, date of birth included; blocking on names instead compares each
+    # record with everyone sharing a common name and dominates training time on a large index.
+    for key in ("nhs_number", "ni_number"):
+        if _has(available, key):
+            return [block_on(key), block_on("dob")]
     return [block_on("dob"), block_on("given_name_canonical", "family_name")]
 
 

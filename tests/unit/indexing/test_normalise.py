@@ -38,6 +38,9 @@ def test_postcodes_are_upper_case_without_spaces_and_can_be_reformatted() -> Non
 def test_dates_in_iso_and_uk_forms_become_iso_and_invalid_become_none() -> None:
     raw = pd.Series(["1980-03-07", "07/03/1980", "1980-02-30", "not a date", None])
     assert normalise_date(raw).tolist() == ["1980-03-07", "1980-03-07", None, None, None]
+    # The compact ISO form (FEBRL, many extracts); eight digits only, and still validated.
+    compact = pd.Series(["19800307", "19801307", "1980037", "2001-02-03"])
+    assert normalise_date(compact).tolist() == ["1980-03-07", None, None, "2001-02-03"]
     stamps = pd.Series(pd.to_datetime(["2001-02-03", None]))
     assert normalise_date(stamps).tolist() == ["2001-02-03", None]
 
