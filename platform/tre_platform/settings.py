@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         2 * 1024**3, ge=1024, description="largest accepted dataset delivery upload (bytes)"
     )
+    ingest_pause_at: str | None = Field(
+        None,
+        description=(
+            "tests only: an ingest pauses at this publication stage (see pipelines.publish.checkpoint) so a "
+            "test can kill it there; ignored when env=prod"
+        ),
+    )
     session_ttl_minutes: int = Field(480, ge=5, description="browser session lifetime")
     token_ttl_days: int = Field(90, ge=1, description="default API token lifetime")
     totp_required_roles: Annotated[list[str], NoDecode] = Field(
@@ -74,6 +81,15 @@ class Settings(BaseSettings):
         description="roles whose users must pass a TOTP second factor (comma-separated)",
     )
     cookie_secure: bool = Field(False, description="mark cookies Secure (set true behind HTTPS)")
+    login_max_failures: int = Field(
+        5, ge=1, description="failed sign-in steps of one account, within the window, that lock it"
+    )
+    login_max_failures_per_client: int = Field(
+        20, ge=1, description="failed sign-in steps from one client address, within the window, that lock it"
+    )
+    login_failure_window_minutes: int = Field(
+        15, ge=1, description="how far back failed sign-ins count, and how long a lockout lasts"
+    )
     spark_master: str = Field("local[2]", description="Spark master for pipelines and workspaces")
     dask_scheduler: str | None = Field(None, description="Dask scheduler address; default a LocalCluster")
 

@@ -218,6 +218,10 @@ MATRIX: dict[str, Case] = {
         statuses(404),
     ),
     "POST /api/v1/datasets/sweep": Case(no_body(), statuses(403, admin=200, data_owner=200)),
+    # The policy decides before the body is read; the owner's empty body is then refused as empty (422).
+    "POST /api/v1/datasets/{dataset_id}/deliveries": Case(
+        ids(dataset_id="hes"), statuses(403, data_owner=422)
+    ),
     # Agreements
     "POST /api/v1/agreements": Case(
         body(

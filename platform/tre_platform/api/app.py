@@ -8,13 +8,15 @@ Errors are always JSON ``{"error": code, "message": ..., "field": ...}``; an une
 
 Request bodies larger than ``settings.max_body_bytes`` (``TRE_MAX_BODY_BYTES``, default 1 MiB) are refused
 with 413 before they are read: by ``Content-Length`` when given, else by counting a chunked body as it
-streams in. Dataset deliveries, which are larger, have their own upload limit (``TRE_MAX_UPLOAD_BYTES``).
+streams in. Dataset deliveries, which are larger, have their own upload limit (``TRE_MAX_UPLOAD_BYTES``),
+enforced by the routes in ``UPLOAD_PATHS`` as they stream the body to disk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -41,6 +43,16 @@ from tre_platform.settings import Settings, get_settings
 from tre_platform.ui import mount_ui
 
 API_PREFIX = "/api/v1"
+#: Routes that stream a delivery to disk under their own limit (TRE_MAX_UPLOAD_BYTES) instead of the
+#: request-body limit.
+UPLOAD_PATHS = (
+    re.compile(rf"^{API_PREFIX}/datasets/[^/]+/deliveries$"),
+    # The web page's upload form (tre_platform.ui.pages.datasets checks its length against the same limit).
+    re.compile(r"^/datasets/[^/]+/upload$"),
+    # Staging an airlock output with its data: the airlock file policy's limit, enforced as the body
+    # streams in by tre_platform.api.releases.router.CappedUploadRoute.
+    re.compile(rf"^{API_PREFIX}/releases/[^/]+/files$"),
+)
 log = logging.getLogger("tre_platform.api")
 
 
@@ -57,12 +69,13 @@ def _internal_error() -> JSONResponse:
 class BodySizeLimit:
     """Refuse request bodies over ``limit`` bytes with 413 before the application reads them."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[re.Pattern[str], ...] = ()) -> None:
         self.app = app
         self.limit = limit
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or any(p.match(scope.get("path", "")) for p in self.exempt):
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")
@@ -251,6 +264,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mount_ui(app, api_paths=(API_PREFIX, "/healthz"))
     _install_handlers(app)
     # Order: the catch-all is outermost, then the size limit, so even a 413 path cannot leak a traceback.
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes, exempt=UPLOAD_PATHS)
     app.add_middleware(CatchAll)
     return app

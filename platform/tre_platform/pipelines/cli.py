@@ -52,6 +52,14 @@ def _fail(error: TreError, as_json: bool) -> typer.Exit:
         return typer.Exit(1)
     if isinstance(error, DeliveryInvalid):
         report = error.report.to_dict()
+        if all(p["column"] is None and not p["examples"] for p in report["problems"]):
+            # A problem with the file as a whole (too large, empty, not UTF-8): one sentence, no table.
+            reasons = "; ".join(p["message"] for p in report["problems"])
+            err_console.print(
+                f"[bold red]rejected:[/] {report['source']}: {reasons}; nothing was published.",
+                soft_wrap=True,
+            )
+            return typer.Exit(1)
         err_console.print(
             f"[bold red]rejected:[/] {report['source']}: {len(report['problems'])} kinds of problem in "
             f"{report['n_problems']} places; nothing was published."

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tre_lib.quality import ConsistencyRule, ValidityRule, assess
+from tre_platform.pipelines import publish
 from tre_platform.pipelines.delivery import Delivery, scan_row_shapes
 from tre_platform.pipelines.errors import DeliveryInvalid
 from tre_platform.pipelines.linkage import ROW, IdentifierGroup, input_name
@@ -33,8 +34,9 @@ from tre_platform.pipelines.validation import (
     validate_pandas,
 )
 
-#: Rows per Parquet part written by the pandas engine.
+#: Rows per Parquet part written by the pandas engine, and per row group within a part.
 PART_ROWS = 1_000_000
+ROW_GROUP_ROWS = 100_000
 POSTCODE_PATTERN = r"[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}"
 
 
@@ -210,9 +212,13 @@ class PandasEngine(IngestEngine):
         arrow_schema = pa.schema([pa.field(n, t) for n, t in schema])
         frame = self.linked.sort_values(ROW)[[n for n, _ in schema]]
         for part, start in enumerate(range(0, max(len(frame), 1), PART_ROWS)):
-            chunk = frame.iloc[start : start + PART_ROWS]
-            table = pa.Table.from_pandas(chunk, schema=arrow_schema, preserve_index=False)
-            pq.write_table(table, staging / f"part-{part:05d}.parquet")
+            rows = frame.iloc[start : start + PART_ROWS]
+            # Row group by row group, so the Arrow copy of a part is one row group at a time.
+            with pq.ParquetWriter(staging / f"part-{part:05d}.parquet", arrow_schema) as writer:
+                for offset in range(0, max(len(rows), 1), ROW_GROUP_ROWS):
+                    group = rows.iloc[offset : offset + ROW_GROUP_ROWS]
+                    writer.write_table(pa.Table.from_pandas(group, schema=arrow_schema, preserve_index=False))
+                    publish.checkpoint("row_group_written")
 
     def close(self) -> None:
         for attr in ("strings", "typed", "linked"):

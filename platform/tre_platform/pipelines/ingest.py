@@ -1,6 +1,9 @@
 """Ingest a delivery: policy → landing → validate → link → pseudonymise → quality → publish → catalogue.
 
-``ingest()`` is the one entry point (the CLI, and later the API and UI, call it). Its guarantees:
+``ingest()`` is the one entry point: the CLI calls it with a path; the API and the upload page stream the
+body with ``delivery.store_upload`` (or ``DeliveryUpload``/``MultipartUpload``) and call
+:func:`ingest_upload`, after :func:`check_can_ingest` has refused early whoever may not ingest. Its
+guarantees:
 
 * The policy engine decides ``ingest_dataset`` first (and audits the decision).
 * A delivery with any problem raises :class:`DeliveryInvalid` listing every problem; nothing is published.
@@ -8,6 +11,9 @@
   in one step, and only then is the ``DatasetVersion`` row committed; any failure removes the directory.
 * Every attempt is audited: a success in the transaction that creates the version, a failure in a
   transaction of its own (the caller's is rolled back).
+* A crash, even ``kill -9``, leaves at most a hidden staging directory or an uncatalogued ``v<N>``; the
+  next ingest of the dataset removes both (see :mod:`tre_platform.pipelines.publish`), and the same
+  delivery can simply be ingested again.
 
 Note that this function commits ``session`` (twice: after the policy decision, so the long run holds no
 database lock, and to publish).
@@ -32,7 +38,7 @@ from tre_platform.api.datasets.models import Dataset, DatasetVersion
 from tre_platform.clock import clock
 from tre_platform.errors import Conflict, NotFound, PolicyDenied, TreError
 from tre_platform.pipelines import publish
-from tre_platform.pipelines.delivery import Delivery, receive
+from tre_platform.pipelines.delivery import Delivery, StoredDelivery, discard_upload, receive
 from tre_platform.pipelines.engines import IngestEngine, PandasEngine, output_schema
 from tre_platform.pipelines.errors import DeliveryInvalid
 from tre_platform.pipelines.linkage import identifier_groups, link, rewrite_paths
@@ -62,6 +68,28 @@ def find_dataset(session: Session, name: str) -> Dataset:
     dataset = session.scalar(select(Dataset).where(Dataset.name == name)) or session.get(Dataset, name)
     if dataset is None:
         raise NotFound(f"no dataset named {name!r}; `tre dataset list` shows the registered datasets")
+    return dataset
+
+
+def check_can_ingest(session: Session, actor: Actor, dataset_name: str) -> Dataset:
+    """Refuse early, before an upload is received, anyone :func:`ingest` would refuse.
+
+    A deny is audited (as :func:`ingest`'s own decision would be); an allow is not, since ``ingest``
+    decides and audits again when it runs. On an allow ``session`` is committed, so the upload that follows
+    (minutes, for a large file) holds no database lock: a request's transaction may already hold SQLite's
+    write lock (a token's ``last_used_at``).
+
+    Raises:
+        NotFound: Unknown dataset.
+        PolicyDenied: The actor may not ingest this dataset.
+    """
+    from tre_platform.policy import authorize, require
+
+    check_user(actor)
+    dataset = find_dataset(session, dataset_name)
+    if not authorize(session, actor, "ingest_dataset", dataset=dataset, audit=False).allowed:
+        require(session, actor, "ingest_dataset", dataset=dataset)
+    session.commit()
     return dataset
 
 
@@ -169,7 +197,7 @@ def ingest(
     session: Session,
     actor: Actor,
     dataset_name: str,
-    path: str | Path,
+    path: str | Path | StoredDelivery,
     *,
     engine: EngineName | str = "auto",
     source_name: str | None = None,
@@ -185,7 +213,8 @@ def ingest(
         session: Database session (committed by this function).
         actor: Who ingests; the policy engine decides ``ingest_dataset`` for them.
         dataset_name: The registered dataset (name or id).
-        path: The delivery: a CSV with a header row (UTF-8) or a Parquet file.
+        path: The delivery: a CSV with a header row (UTF-8) or a Parquet file; or a
+            :class:`StoredDelivery` from ``store_upload``, which is moved (not copied) into place.
         engine: ``"pandas"``, ``"spark"``, ``"dask"``, or ``"auto"`` (by file size).
         source_name: Name recorded for the delivery (default: the file name).
         truth: Demo data only: ``row`` and ``<kind>_id`` columns (the surrogate id each row should link
@@ -216,6 +245,12 @@ def ingest(
 
     check_user(actor)
     settings = get_settings()
+    moved = isinstance(path, StoredDelivery)
+    if isinstance(path, StoredDelivery):
+        source_name = source_name or path.filename
+        source = path.path
+    else:
+        source = Path(path)
     dataset = find_dataset(session, dataset_name)
     decision = authorize(session, actor, "ingest_dataset", dataset=dataset)
     if not decision.allowed:
@@ -228,12 +263,13 @@ def ingest(
     reports_parent = data_dir / "linkage" / "reports" / dataset.name
     details: dict[str, Any] = {
         "dataset": dataset.name,
-        "source": source_name or Path(path).name,
+        "source": source_name or source.name,
         "bundle_hash": decision.bundle_hash,
     }
     staging: Path | None = None
     reports_staging: Path | None = None
     promoted: list[Path] = []
+    claimed: list[Path] = []  # staging paths this ingest claimed (released in ``finally``)
     runner: IngestEngine | None = None
     factory = progress or _no_progress
     try:
@@ -241,12 +277,13 @@ def ingest(
             advance("receive")
             rules = rules_for(dataset.schema)
             delivery = receive(
-                Path(path),
+                source,
                 data_dir / "landing",
                 dataset.name,
                 max_bytes=settings.max_upload_bytes,
                 rules=rules,
                 source_name=source_name,
+                move=moved,
             )
             details.update(sha256=delivery.sha256, bytes=delivery.size, format=delivery.format)
             if not allow_duplicate:
@@ -274,7 +311,10 @@ def ingest(
             advance("link")
             groups = identifier_groups(rules)
             evidence = sorted({c for g in groups for c in g.inputs})
+            # What a crashed ingest of this dataset left (even by kill -9) is removed first.
+            publish.sweep_stale(reports_parent)
             reports_staging = publish.new_staging(reports_parent)
+            claimed.append(reports_staging)
             reports_staging.mkdir(mode=0o700)
             backend = match_backend or (
                 "spark" if engine_name == "spark" and runner.n_rows >= SPLINK_SPARK_MIN_ROWS else "duckdb"
@@ -302,6 +342,7 @@ def ingest(
             schema = output_schema(rules, groups)
             publish.sweep_stale(research_dir)
             staging = publish.new_staging(research_dir)
+            claimed.append(staging)
             runner.write(staging, schema)
 
             advance("publish")
@@ -377,8 +418,38 @@ def ingest(
             log.exception("could not audit the failed ingest of %s", dataset_name)
         raise
     finally:
+        for path in claimed:
+            publish.release_staging(path)
         if runner is not None:
             runner.close()
+
+
+def audit_refused_upload(session: Session, actor: Actor, dataset_name: str, error: BaseException) -> None:
+    """Audit an upload refused before the pipeline saw it (too large, empty, malformed multipart), as
+    :func:`ingest` audits its own failures, so every attempt is in the log."""
+    dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name)) or session.get(
+        Dataset, dataset_name
+    )
+    _audit_failure(session, actor, dataset, dataset_name, error, {"dataset": dataset_name, "stage": "upload"})
+
+
+def ingest_upload(
+    session: Session, actor: Actor, dataset_name: str, stored: StoredDelivery, **options: Any
+) -> DatasetVersion:
+    """:func:`ingest` a delivery that :func:`~tre_platform.pipelines.delivery.store_upload` received.
+
+    The entry point for the API and the upload page. Whatever happens, the upload does not linger in
+    ``landing/uploads``: on success (or a schema problem) it has moved to ``landing/<dataset>/``, on a
+    refusal before that (policy, unknown dataset) it is removed. ``options`` are :func:`ingest`'s.
+
+    Example:
+        >>> stored = store_upload(chunks, filename="episodes.csv", max_bytes=s.max_upload_bytes, settings=s)
+        >>> version = ingest_upload(session, actor, "hospital_episodes", stored)
+    """
+    try:
+        return ingest(session, actor, dataset_name, stored, **options)
+    finally:
+        discard_upload(stored)
 
 
 def _json(value: Any) -> str:

@@ -6,8 +6,13 @@
 4. The caller commits the ``DatasetVersion`` row; if that fails it calls :func:`withdraw`.
 
 Readers trust only directories a ``DatasetVersion`` row points at. A crash before step 3 leaves a hidden
-staging directory; a crash between 3 and 4 leaves a ``v<N>`` no row points at, which the next ingest of
-the dataset removes (:func:`clear_orphan`) before it publishes ``v<N>`` itself.
+staging directory; a crash between 3 and 4 leaves a complete, sealed ``v<N>`` that no row points at, which
+the next ingest of the dataset removes (:func:`clear_orphan`) before it publishes ``v<N>`` itself.
+
+Each staging directory is claimed by its ingest with an exclusive ``flock`` on a sibling
+``.staging-<uuid>.lock`` file. The kernel drops the lock when the process dies, even by ``kill -9``, so the
+next ingest's :func:`sweep_stale` can tell a crashed ingest's leftovers (lock free: removed) from a running
+ingest's work (lock held: left alone).
 """
 
 from __future__ import annotations
@@ -34,11 +39,31 @@ STAGING_PREFIX = ".staging-"
 STALE_STAGING_SECONDS = 24 * 3600
 
 
-def checkpoint(stage: str) -> None:
-    """Called between the steps of a publication (``"parts_written"``, ``"promoted"``).
+#: The stages at which :func:`checkpoint` is called, in order.
+CHECKPOINTS = ("row_group_written", "parts_written", "promoted")
+#: How long a paused ingest waits to be killed before it carries on (so a forgotten pause cannot hang).
+PAUSE_SECONDS = 600.0
+PAUSED_MARKER = ".ingest-paused-"
 
-    Does nothing; tests replace it to simulate a crash at that point.
+
+def checkpoint(stage: str) -> None:
+    """Called between the steps of a publication (one of :data:`CHECKPOINTS`).
+
+    In production it does nothing. In a test or dev deployment with ``TRE_INGEST_PAUSE_AT=<stage>`` the
+    ingest writes ``<data dir>/.ingest-paused-<stage>`` (holding its pid) and waits there, so a test can
+    ``kill -9`` the real process at a known point; in-process tests replace this function instead.
     """
+    from tre_platform.settings import Environment, get_settings
+
+    settings = get_settings()
+    if settings.ingest_pause_at != stage or settings.env is Environment.prod:
+        return
+    marker = settings.resolved_data_dir / f"{PAUSED_MARKER}{stage}"
+    marker.write_text(str(os.getpid()))
+    deadline = time.monotonic() + PAUSE_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+    marker.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -64,21 +89,76 @@ def secure_dir(path: Path) -> Path:
     return path
 
 
+#: Staging paths this process has claimed, with the descriptor that holds each claim's lock.
+_claims: dict[Path, int] = {}
+
+
+def _lock_file(staging: Path) -> Path:
+    return staging.with_name(f"{staging.name}.lock")
+
+
 def new_staging(parent: Path) -> Path:
-    """A fresh, not yet existing staging path under ``parent`` (created 0700)."""
+    """A fresh, not yet existing staging path under ``parent`` (``parent`` created 0700), claimed by this
+    process until :func:`release_staging` or its death."""
     secure_dir(parent)
-    return parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    staging = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    fd = os.open(_lock_file(staging), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _claims[staging] = fd
+    return staging
+
+
+def release_staging(staging: Path) -> None:
+    """Give up the claim on ``staging`` (after it was promoted or withdrawn)."""
+    fd = _claims.pop(staging, None)
+    if fd is None:
+        return
+    _lock_file(staging).unlink(missing_ok=True)
+    os.close(fd)
+
+
+def _abandoned(lock: Path) -> bool:
+    """Whether no living process holds ``lock`` (we could take it without waiting)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock we may have taken
+    return True
 
 
 def sweep_stale(parent: Path) -> list[Path]:
-    """Remove staging directories left by crashed ingests long ago; returns what was removed."""
+    """Remove what crashed ingests left under ``parent``; returns what was removed.
+
+    A staging directory (or lock file) whose claim no living process holds is a crashed ingest's; one
+    without a lock file (written before claims existed) is removed once it is a day old.
+    """
     removed: list[Path] = []
     if not parent.is_dir():
         return removed
     now = time.time()
-    for child in parent.iterdir():
-        if child.name.startswith(STAGING_PREFIX) and now - child.stat().st_mtime > STALE_STAGING_SECONDS:
-            shutil.rmtree(child, ignore_errors=True)
+    for child in sorted(parent.iterdir()):
+        if not child.name.startswith(STAGING_PREFIX):
+            continue
+        if child.name.endswith(".lock"):
+            staging = child.with_name(child.name.removesuffix(".lock"))
+            if not staging.exists() and staging not in _claims and _abandoned(child):
+                child.unlink(missing_ok=True)
+                removed.append(child)
+            continue
+        lock = _lock_file(child)
+        if lock.exists():
+            stale = child not in _claims and _abandoned(lock)
+        else:
+            stale = now - child.stat().st_mtime > STALE_STAGING_SECONDS
+        if stale:
+            withdraw(child)
+            lock.unlink(missing_ok=True)
             removed.append(child)
     return removed
 

@@ -1,10 +1,12 @@
-"""/api/v1/datasets: the catalogue; registration by data owners."""
+"""/api/v1/datasets: the catalogue; registration by data owners; deliveries (ingest over the API)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from tre_platform.api.datasets import catalogue, lifecycle, service
 from tre_platform.api.datasets.schemas import (
@@ -19,6 +21,18 @@ from tre_platform.api.datasets.schemas import (
     VersionLifecycleOut,
 )
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
+from tre_platform.pipelines import (
+    ENGINES,
+    DeliveryError,
+    DeliveryInvalid,
+    DeliveryTooLarge,
+    DeliveryUpload,
+    MultipartUpload,
+    StoredDelivery,
+    check_can_ingest,
+    ingest_upload,
+)
+from tre_platform.pipelines.ingest import audit_refused_upload
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -126,3 +140,94 @@ def destroy_version(
     actor: CurrentActor,
 ) -> LifecycleStepOut:
     return lifecycle.destroy_version(session, actor, dataset_id, version, reason=body.reason)
+
+
+_DELIVERY_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "The delivery (CSV with a header row in UTF-8, or Parquet) as the raw body, or as the file field "
+            "`file` of a multipart/form-data body. Limited to TRE_MAX_UPLOAD_BYTES; streamed to the landing "
+            "zone, never held in memory."
+        ),
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+async def _receive_delivery(request: Request, filename: str | None) -> StoredDelivery:
+    """Stream the request body into the landing zone (raw or multipart), enforcing the upload limit."""
+    settings = request.app.state.settings
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise DeliveryTooLarge(limit, int(declared))  # refused before a byte is read
+    content_type = request.headers.get("content-type", "")
+    upload: DeliveryUpload | MultipartUpload
+    if content_type.lower().startswith("multipart/"):
+        upload = MultipartUpload(content_type, max_bytes=limit, settings=settings)
+    else:
+        upload = DeliveryUpload(filename=filename or "delivery", max_bytes=limit, settings=settings)
+    # Chunks (64 KiB from the server) are written as they arrive: a local append is short enough not to
+    # need a worker thread, and memory stays at one chunk.
+    with upload:
+        async for chunk in request.stream():
+            upload.write(chunk)
+        return upload.finish()
+
+
+@router.post(
+    "/{dataset_id}/deliveries",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetVersionOut,
+    summary="Ingest a delivery (owner organisation's data owners): validate, link, publish the next version",
+    openapi_extra=_DELIVERY_BODY,
+    responses={
+        403: {"description": "the policy engine denied ingest_dataset (reasons included)"},
+        409: {"description": "byte-identical to a published version (see allow_duplicate)"},
+        413: {"description": "larger than TRE_MAX_UPLOAD_BYTES (the message names the limit)"},
+        422: {"description": "the delivery breaks the schema: `report` lists every problem, row and column"},
+    },
+)
+async def ingest_delivery(
+    dataset_id: Annotated[str, Path(min_length=1, max_length=200, description="dataset name or id")],
+    request: Request,
+    session: DbSession,
+    actor: CurrentActor,
+    filename: Annotated[
+        str | None, Query(max_length=300, description="name recorded for a raw-body delivery")
+    ] = None,
+    engine: Annotated[str, Query(pattern="^(" + "|".join(ENGINES) + ")$")] = "auto",
+    allow_duplicate: Annotated[bool, Query(description="publish a byte-identical delivery again")] = False,
+) -> Any:
+    # Policy and dataset first, so a refused caller never gets to send gigabytes.
+    await run_in_threadpool(check_can_ingest, session, actor, dataset_id)
+    try:
+        stored = await _receive_delivery(request, filename)
+    except DeliveryError as exc:
+        await run_in_threadpool(audit_refused_upload, session, actor, dataset_id, exc)
+        raise
+
+    def run() -> DatasetVersionOut:
+        version = ingest_upload(
+            session, actor, dataset_id, stored, engine=engine, allow_duplicate=allow_duplicate
+        )
+        return DatasetVersionOut.model_validate(version)
+
+    try:
+        return await run_in_threadpool(run)
+    except DeliveryInvalid as exc:
+        return JSONResponse(
+            {"error": exc.code, "message": exc.message, "field": exc.field, "report": exc.report.to_dict()},
+            status_code=exc.status_code,
+        )
