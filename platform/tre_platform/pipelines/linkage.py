@@ -31,6 +31,7 @@ from tre_lib.indexing import (
     MatchSpec,
     ReferenceIndex,
     match,
+    model_path_for,
     normalise_records,
     spec_for,
 )
@@ -234,8 +235,13 @@ def link(
             expected = pd.Series(truth[group.id_column].to_numpy(), index=truth["row"].to_numpy())
         delivery = frame.rename(columns=group.inputs)
         charts_dir = (charts_root / group.kind) if charts_root is not None else None
+        # The dataset's trained model, kept beside the index: a re-ingest reuses it when it fits the
+        # delivery's attributes instead of retraining (training is most of Splink's time).
+        model_path = model_path_for(index, spec)
         try:
-            result = match(delivery, index, spec, charts_dir=charts_dir, expected=expected)
+            result = match(
+                delivery, index, spec, charts_dir=charts_dir, expected=expected, model_path=model_path
+            )
         except EMTrainingException as exc:
             # A small delivery can leave an EM session with no pairs; its deterministic links still stand.
             notes.append(f"probabilistic matching skipped: too few records to train a model ({exc})"[:300])
