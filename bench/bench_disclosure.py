@@ -1,4 +1,4 @@
-"""Benchmark: ACRO (SACRO's Python engine) against tre_lib.disclosure on the same tables.
+"""Deeper study beside ``disclosure_bench.py``: ACRO vs tre_lib.disclosure on count and SUM tables.
 
 Run: ``.venv/bin/python bench/bench_disclosure.py [--rows N] [--seed S]``
 
@@ -14,13 +14,8 @@ counts, 10% of the value for sums). Our tables publish true margins and are audi
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import logging
 import os
-import tempfile
-import time
-from collections.abc import Callable
+import sys
 from importlib import metadata
 from typing import Any
 
@@ -29,62 +24,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from tre_lib.disclosure import attacker_intervals, protect_table
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from disclosure_bench import MARGIN, attack_table, audit, make_data, quiet, scratch_dir, timed
 
-MARGIN = "All"
-
-
-def make_data(rows: int, seed: int) -> pd.DataFrame:
-    """20 row categories and 10 column categories, some rare, with heavy-tailed values."""
-    rng = np.random.default_rng(seed)
-    row_p = np.geomspace(1, 0.002, 20)
-    col_p = np.geomspace(1, 0.05, 10)
-    return pd.DataFrame(
-        {
-            "area": rng.choice([f"a{i:02d}" for i in range(20)], rows, p=row_p / row_p.sum()),
-            "sector": rng.choice([f"s{j}" for j in range(10)], rows, p=col_p / col_p.sum()),
-            "turnover": rng.lognormal(3, 1.5, rows),
-        }
-    )
-
-
-@contextlib.contextmanager
-def quiet() -> Any:
-    """ACRO logs every table and check; keep the benchmark's output readable."""
-    logging.disable(logging.CRITICAL)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
-def audit(
-    published: pd.DataFrame, truth: pd.DataFrame, relative: float | None, width: float
-) -> dict[str, int]:
-    """Suppressed, recovered and under-protected cells of a published table (NaN = suppressed)."""
-    intervals = attacker_intervals(published)
-    recovered = under = 0
-    for (r, c), (lo, hi) in intervals.items():
-        needed = width if relative is None else relative * abs(float(truth.loc[r, c]))
-        span = hi - lo
-        recovered += span < 1e-6
-        under += span < needed - 1e-6
-    return {"suppressed": len(intervals), "recovered": recovered, "under": under}
-
-
-def acro_attack_table(acro_table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """ACRO's interior cells with the true margins (released through ACRO's own 1-D tables)."""
-    attack = acro_table.reindex(index=truth.index, columns=truth.columns).astype(float)
-    attack.loc[:, MARGIN] = truth.loc[:, MARGIN]
-    attack.loc[MARGIN, :] = truth.loc[MARGIN, :]
-    return attack
+from tre_lib.disclosure import protect_table
 
 
 def run(rows: int, seed: int) -> None:
@@ -93,48 +36,43 @@ def run(rows: int, seed: int) -> None:
     df = make_data(rows, seed)
     console = Console(width=150)
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as workdir, quiet():
-        cwd = os.getcwd()
-        os.chdir(workdir)  # ACRO may write its outputs folder; keep it out of the repository
-        try:
-            session = acro.ACRO(suppress=True)
-            one = pd.Series("all", index=df.index, name="k")
-            released_rows = session.crosstab(df["area"], one, margins=True)
-            released_cols = session.crosstab(df["sector"], one, margins=True)
-            for kind, kwargs, ours_kwargs in (
-                ("count", {}, {}),
-                (
-                    "sum",
-                    {"values": df["turnover"], "aggfunc": "sum"},
-                    {"values": "turnover", "aggfunc": "sum"},
-                ),
-            ):
-                truth = pd.crosstab(df["area"], df["sector"], margins=True, **kwargs).astype(float)
-                acro_table, acro_time = timed(
-                    lambda kw=kwargs: session.crosstab(df["area"], df["sector"], margins=True, **kw)
-                )
-                ours, ours_time = timed(lambda kw=ours_kwargs: protect_table(df, "area", "sector", **kw))
-                relative = None if kind == "count" else 0.10
-                acro_audit = audit(acro_attack_table(acro_table, truth), truth, relative, 10)
-                ours_audit = audit(ours.table, truth, relative, 10)
-                margin_errors = int(
-                    (~np.isclose(acro_table.loc[:, MARGIN], truth.loc[acro_table.index, MARGIN])).sum()
-                    + (~np.isclose(acro_table.loc[MARGIN, :], truth.loc[MARGIN, acro_table.columns])).sum()
-                )
-                results.append(
-                    {
-                        "kind": kind,
-                        "acro_time": acro_time,
-                        "ours_time": ours_time,
-                        "acro": acro_audit,
-                        "ours": ours_audit,
-                        "margin_errors": margin_errors,
-                        "lp": ours.lp_solves,
-                    }
-                )
-            released_ok = bool(released_rows.notna().all().all() and released_cols.notna().all().all())
-        finally:
-            os.chdir(cwd)
+    with scratch_dir(), quiet():
+        session = acro.ACRO(suppress=True)
+        one = pd.Series("all", index=df.index, name="k")
+        released_rows = session.crosstab(df["area"], one, margins=True)
+        released_cols = session.crosstab(df["sector"], one, margins=True)
+        for kind, kwargs, ours_kwargs in (
+            ("count", {}, {}),
+            (
+                "sum",
+                {"values": df["turnover"], "aggfunc": "sum"},
+                {"values": "turnover", "aggfunc": "sum"},
+            ),
+        ):
+            truth = pd.crosstab(df["area"], df["sector"], margins=True, **kwargs).astype(float)
+            acro_table, acro_time = timed(
+                lambda kw=kwargs: session.crosstab(df["area"], df["sector"], margins=True, **kw)
+            )
+            ours, ours_time = timed(lambda kw=ours_kwargs: protect_table(df, "area", "sector", **kw))
+            relative = None if kind == "count" else 0.10
+            acro_audit = audit(attack_table(acro_table, truth), truth, relative, 10)
+            ours_audit = audit(ours.table, truth, relative, 10)
+            margin_errors = int(
+                (~np.isclose(acro_table.loc[:, MARGIN], truth.loc[acro_table.index, MARGIN])).sum()
+                + (~np.isclose(acro_table.loc[MARGIN, :], truth.loc[MARGIN, acro_table.columns])).sum()
+            )
+            results.append(
+                {
+                    "kind": kind,
+                    "acro_time": acro_time,
+                    "ours_time": ours_time,
+                    "acro": acro_audit,
+                    "ours": ours_audit,
+                    "margin_errors": margin_errors,
+                    "lp": ours.lp_solves,
+                }
+            )
+        released_ok = bool(released_rows.notna().all().all() and released_cols.notna().all().all())
 
     table = Table(
         title=f"Disclosure control: ACRO {metadata.version('acro')} vs tre ({rows:,} rows, 20x10 table)"

@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/bench_disclosure_engines.py [--rows N] [--seed S] [--spark-master local[2]]``
 
 A synthetic microdata set (20 areas x 10 sectors, rare categories, heavy-tailed turnover; the generator of
-``bench/bench_disclosure.py``) is loaded into each engine first (Spark cached, Dask persisted), so the
+``bench/disclosure_bench.py``) is loaded into each engine first (Spark cached, Dask persisted), so the
 timings measure the check, not the loading. For a count table and a sum table it times:
 
 * ACRO's ``crosstab`` with suppression (primary rules only) on pandas;
@@ -36,7 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_disclosure import make_data, quiet
+from disclosure_bench import make_data, quiet
 
 from tre_lib.disclosure import ProtectedTable, protect_table
 from tre_lib.disclosure.engines import engine_cell_stats

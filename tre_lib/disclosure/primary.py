@@ -18,7 +18,10 @@ min, max        yes        -          -     yes   -         yes      yes
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from tre_lib.disclosure.rules import Rules
@@ -57,7 +60,7 @@ class Verdict:
 
 def evaluate_cell(
     cell: CellKey, stats: CellStats, aggfunc: str, rules: Rules, structural: bool
-) -> dict[str, Verdict]:
+) -> Mapping[str, Verdict]:
     """Every rule's verdict on one cell.
 
     Args:
@@ -70,6 +73,13 @@ def evaluate_cell(
     Returns:
         Verdict per rule name (rules that do not apply to this statistic are ``not_applicable``).
     """
+    # The verdicts depend on the cell's statistics only (never on its position), and Verdicts are frozen,
+    # so equal cells share one evaluation: a large count table has many cells with the same count.
+    return _evaluate(stats, aggfunc, rules, structural)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _evaluate(stats: CellStats, aggfunc: str, rules: Rules, structural: bool) -> Mapping[str, Verdict]:
     applies = _APPLIES[aggfunc]
     judges = {
         "threshold": _threshold,
@@ -87,7 +97,7 @@ def evaluate_cell(
             out[name] = _zero(stats, rules, structural)
         else:
             out[name] = judges[name](stats, rules)
-    return out
+    return MappingProxyType(out)
 
 
 def _threshold(s: CellStats, rules: Rules) -> Verdict:

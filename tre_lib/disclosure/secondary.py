@@ -98,24 +98,26 @@ def fix_lone_cells(
 ) -> None:
     """Suppress complements until no equation holds exactly one suppressed cell (in place)."""
     cost = np.abs(values) + 1.0
+    members, owners = structure.flat_members()
+    # How many suppressed cells each equation holds, kept up to date as complements are added, so a large
+    # table is not rescanned for every candidate.
+    hidden = np.bincount(owners, weights=suppressed[members], minlength=len(structure.equations)).astype(int)
     changed = True
     while changed:
         changed = False
         for e in range(len(structure.equations)):
-            members = structure.members(e)
-            hidden = [m for m in members if suppressed[m]]
-            if len(hidden) != 1:
+            if hidden[e] != 1:
                 continue
-            need = required_width(hidden[0], primary, req)
+            equation = structure.members(e)
+            lone = next(m for m in equation if suppressed[m])
+            need = required_width(lone, primary, req)
             best: tuple[int, int, float] | None = None
             pick = -1
-            for cand in members:
+            for cand in equation:
                 if suppressed[cand]:
                     continue
                 new_lone = sum(
-                    1
-                    for other in structure.equations_of(cand)
-                    if other != e and not any(suppressed[m] for m in structure.members(other))
+                    1 for other in structure.equations_of(cand) if other != e and hidden[other] == 0
                 )
                 small = int(abs(values[cand]) < need)
                 score = (int(structure.is_margin[cand]), new_lone + small, float(cost[cand]))
@@ -123,6 +125,8 @@ def fix_lone_cells(
                     best, pick = score, cand
             if pick >= 0:
                 suppressed[pick] = True
+                for other in structure.equations_of(pick):
+                    hidden[other] += 1
                 changed = True
 
 

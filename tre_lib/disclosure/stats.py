@@ -8,7 +8,9 @@ so the rules never need the microdata in the driver.
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +179,11 @@ def pandas_cell_stats(
     complete = data[keys].notna().all(axis=1)
     dropped = int((~complete).sum())
     data = data[complete]
+    # Factorise each key column once: every grouping below (leaves and margins) then groups on integer
+    # codes instead of hashing the (often string) categories again.
+    data = data.assign(
+        **{k: data[k].astype("category") for k in keys if not isinstance(data[k].dtype, pd.CategoricalDtype)}
+    )
     if values is not None:
         if not pd.api.types.is_numeric_dtype(data[values]):
             raise TableSpecError(f"values column {values!r} must be numeric, got {data[values].dtype}")
@@ -187,10 +194,12 @@ def pandas_cell_stats(
         gkeys = [*index[:i], *columns[:j]]
         groups: Any = data.groupby(gkeys, observed=True, sort=False, dropna=True) if gkeys else None
         if values is None:
-            sizes = groups.size() if gkeys else pd.Series([len(data)], index=[()])
-            for group, size in sizes.items():
-                cell = split_key(group, len(gkeys), i, j, len(index), len(columns))
-                out[cell] = count_cell(int(size))
+            if not gkeys:
+                out[split_key((), 0, i, j, len(index), len(columns))] = count_cell(len(data))
+                continue
+            sizes = groups.size()
+            for parts, size in zip(_python_keys(sizes.index), sizes.tolist(), strict=True):
+                out[split_key(parts, len(gkeys), i, j, len(index), len(columns))] = count_cell(size)
             continue
         if gkeys:
             column = groups[values]
@@ -231,6 +240,15 @@ def pandas_cell_stats(
     return assemble_table_stats(out, len(index), len(columns), margins, dropped)
 
 
+def _python_keys(index: pd.Index) -> list[tuple[Hashable, ...]]:
+    """A groupby result's keys as tuples of plain Python values, a level at a time (fast on big tables)."""
+    if isinstance(index, pd.MultiIndex):
+        levels = [index.get_level_values(k).tolist() for k in range(index.nlevels)]
+        return list(zip(*levels, strict=True))
+    return [(v,) for v in index.tolist()]
+
+
+@functools.lru_cache(maxsize=4096)
 def count_cell(n_rows: int) -> CellStats:
     """Statistics of a cell of a count table without a value column: every record is a contributor."""
     return CellStats(n_rows=n_rows, n=n_rows, total=float(n_rows), value=float(n_rows))
@@ -313,8 +331,13 @@ def assemble_table_stats(
 
 
 def _aggregate(column: Any, aggfunc: str, q: float) -> Any:
-    if aggfunc == "quantile":
-        return column.quantile(q)
-    if aggfunc == "count":
-        return column.count()
-    return column.agg(aggfunc)
+    # A cell whose values are all missing has no median/quantile: NaN is the answer (the missing rule
+    # reports it), not a warning about an empty slice.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        if aggfunc == "quantile":
+            return column.quantile(q)
+        if aggfunc == "count":
+            return column.count()
+        return column.agg(aggfunc)

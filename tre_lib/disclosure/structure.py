@@ -105,10 +105,19 @@ class TableStructure:
             ],
             dtype=bool,
         )
+        self._flat: tuple[np.ndarray, np.ndarray] | None = None
         self._cell_equations: list[list[int]] = [[] for _ in self.cells]
         for e, (total, parts) in enumerate(self.equations):
             for i in (total, *parts):
                 self._cell_equations[i].append(e)
+
+    def flat_members(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (cell, equation) membership as two aligned arrays, for counting per equation with numpy."""
+        if self._flat is None:
+            cells = [m for e in range(len(self.equations)) for m in self.members(e)]
+            owners = [e for e in range(len(self.equations)) for _ in self.members(e)]
+            self._flat = (np.asarray(cells, dtype=np.int64), np.asarray(owners, dtype=np.int64))
+        return self._flat
 
     @property
     def size(self) -> int:

@@ -307,6 +307,7 @@ def protect_table(
         )
     top_k = max(parsed.dominance_n, 2)
     stats = _engine_stats(df, index_l, columns_l, values, aggfunc, q, top_k, margins)
+    _check_not_empty(stats, values)
     structure = TableStructure(stats.row_keys, stats.col_keys)
     cell_stats = [stats.get(cell, aggfunc) for cell in structure.cells]
     structural = {(_key(r, len(index_l)), _key(c, len(columns_l))) for r, c in parsed.structural_zeros}
@@ -314,7 +315,12 @@ def protect_table(
         evaluate_cell(cell, s, aggfunc, parsed, cell in structural)
         for cell, s in zip(structure.cells, cell_stats, strict=True)
     ]
-    outcomes = [{v.outcome for v in cell.values()} for cell in verdicts]
+    # Equal cells share one (cached) verdict mapping, so each distinct one is summarised once.
+    summaries: dict[int, set[str]] = {}
+    outcomes = [
+        summaries.get(id(cell)) or summaries.setdefault(id(cell), {v.outcome for v in cell.values()})
+        for cell in verdicts
+    ]
     primary = np.array(["suppress" in o for o in outcomes], dtype=bool)
     failed = any("fail" in o for o in outcomes)
     published_stat = np.array([_published_value(s, aggfunc) for s in cell_stats], dtype=float)
@@ -354,8 +360,9 @@ def protect_table(
     table = _to_frame(structure, published, index_l, columns_l, values, aggfunc)
     cells: dict[tuple[Label, Label], CellFinding] = {}
     col_labels = list(table.columns)
+    col_label_of = dict(zip(structure.col_keys, col_labels, strict=True))
     for i, (r, c) in enumerate(structure.cells):
-        col_label = col_labels[structure.col_keys.index(c)]
+        col_label = col_label_of[c]
         cells[(_label(r), col_label)] = CellFinding(
             row=_label(r),
             column=col_label,
@@ -369,20 +376,12 @@ def protect_table(
     label_intervals = {}
     for i in map(int, np.flatnonzero(suppressed)):
         r, c = structure.cells[i]
-        label_intervals[(_label(r), col_labels[structure.col_keys.index(c)])] = intervals.get(
-            int(i), (-math.inf, math.inf)
-        )
+        label_intervals[(_label(r), col_label_of[c])] = intervals.get(int(i), (-math.inf, math.inf))
+    # Keys are plain Python values already (the engines convert them); NaN is written as JSON's NaN token.
     digest = hashlib.sha256(
         json.dumps(
             [
-                [
-                    _json_label(list(r)),
-                    _json_label(list(c)),
-                    s.n_rows,
-                    s.n,
-                    _json_number(s.total),
-                    _json_number(s.value),
-                ]
+                [list(r), list(c), s.n_rows, s.n, s.total, s.value]
                 for (r, c), s in zip(structure.cells, cell_stats, strict=True)
             ],
             default=str,
@@ -401,6 +400,23 @@ def protect_table(
         lp_solves=lp_solves,
         _aggregate_digest=digest,
     )
+
+
+def _check_not_empty(stats: TableStats, values: str | None) -> None:
+    """Refuse a table with nothing in it: it would show zeros (or NaN) as if they were data."""
+    leaves = [s for (r, c), s in stats.cells.items() if MARGIN not in r and MARGIN not in c]
+    if not any(s.n_rows for s in leaves):
+        dropped = (
+            f" ({stats.dropped_rows} record(s) had a missing row or column category)"
+            if stats.dropped_rows
+            else ""
+        )
+        raise TableSpecError(f"the data has no rows to tabulate{dropped}; check the input and its filters")
+    if values is not None and not any(s.n for s in leaves):
+        raise TableSpecError(
+            f"values column {values!r} has no non-missing values, so every cell would be empty; "
+            "check the column (is it all NaN?)"
+        )
 
 
 def _key(label: Any, nlevels: int) -> Key:

@@ -6,9 +6,9 @@ from importlib import metadata
 
 
 def library_versions() -> dict[str, str]:
-    """Installed versions of tre, pandas, numpy and scipy (and statsmodels when present)."""
+    """Installed versions of tre, pandas, numpy, scipy and highspy (the audit's solvers), and statsmodels."""
     out: dict[str, str] = {}
-    for name in ("tre", "pandas", "numpy", "scipy", "statsmodels"):
+    for name in ("tre", "pandas", "numpy", "scipy", "highspy", "statsmodels"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -5,9 +5,12 @@ Nothing the workspace says about its outputs is trusted. On every submission the
 1. finds the data-sharing agreements that cover the project's datasets - asking the policy engine, so
    "covers" means exactly what it means for data access - and merges the disclosure-control profiles they
    name into one set of rules, parameter by parameter, the strictest value winning (:func:`strictest`);
-2. re-computes every table from the submitted data and its declared computation with
-   :func:`tre_lib.disclosure.protect_table`, and compares the submitted table with the result cell by cell;
-   refits every regression and runs :func:`tre_lib.disclosure.check_regression`;
+2. re-computes every table from its declared computation with :func:`tre_lib.disclosure.protect_table`
+   and compares the submitted table with the result cell by cell; refits every regression and runs
+   :func:`tre_lib.disclosure.check_regression`. The rows come from the project view the computation
+   names, as the server holds it (:class:`DataSource` ``view``); only a computation that names no view is
+   re-run on the data submitted with it, and the record says the server could not recompute from the
+   source;
 3. checks every table for differencing against the tables already released from the same project or
    dataset (:mod:`tre_platform.api.releases.differencing`);
 4. stores the findings and the disclosure-control record with the file.
@@ -17,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy import select
@@ -155,6 +159,34 @@ def effective_rules(session: Session, project: Project, settings: Settings) -> R
 # Re-running the checks ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where the rows an output is re-checked on came from.
+
+    Attributes:
+        kind: ``view`` (the project's view on the server: recomputed from the source), ``submitted`` (the
+            researcher's upload: the server could not recompute from the source) or ``none``.
+        description: one sentence for the findings and the record.
+        error: the declared source could not be read, so the output cannot be checked.
+        view: the view's name, when read.
+        view_version: the research version the view was built from.
+    """
+
+    kind: Literal["view", "submitted", "none"]
+    description: str
+    error: bool = False
+    view: str | None = None
+    view_version: int | None = None
+
+    @property
+    def recomputed(self) -> bool:
+        """The server recomputed the output from the project's own data."""
+        return self.kind == "view" and not self.error
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "recomputed_from_source": self.recomputed}
+
+
 def _result(status: str, findings: list[str], **extra: Any) -> dict[str, Any]:
     return {"status": status, "findings": findings, **extra}
 
@@ -166,9 +198,13 @@ def check_table(
     rules: Rules,
     policy: FilePolicy,
     past: tuple[Session, ReleaseScope] | None = None,
+    source: DataSource | None = None,
 ) -> dict[str, Any]:
     """Re-compute the table from ``data``, protect it with ``rules``, compare the submitted table, and
-    (given ``past``: the session and the table's scope) check differencing against earlier releases."""
+    (given ``past``: the session and the table's scope) check differencing against earlier releases.
+
+    ``source`` says where ``data`` came from; its sentence leads the findings and goes into the record.
+    """
     try:
         submitted = read_table_csv(content, spec)
         frame = apply_filters(data, spec.filters)
@@ -183,9 +219,11 @@ def check_table(
             q=spec.q,
         )
     except (SpecError, DisclosureError, ValueError, KeyError, TypeError) as exc:
-        return _result("fail", [f"the server could not re-run the declared computation: {exc}"])
+        lead = [source.description] if source is not None and source.description else []
+        return _result("fail", [*lead, f"the server could not re-run the declared computation: {exc}"])
     comparison = compare_tables(submitted, protected.table)
-    findings = [f"server re-check with rules {rules.name!r}: {protected.status}"]
+    findings = [source.description] if source is not None and source.description else []
+    findings.append(f"server re-check with rules {rules.name!r}: {protected.status}")
     findings += [f"{protected.notes[i]}" for i in range(len(protected.notes))]
     findings += comparison.problems()
     status = worst(protected.status, "pass" if comparison.ok else "fail")
@@ -207,7 +245,15 @@ def check_table(
         status = worst(status, d_status)
         findings += d_findings
         extra["differencing"] = {"status": d_status, "findings": d_data, "record": record.as_dict()}
-    return _result(status, findings, record=protected.record(), comparison=comparison.as_dict(), **extra)
+    if source is not None and source.recomputed and not comparison.ok:
+        findings.append(
+            "the submitted table differs from the same computation on the project's view: what was "
+            "submitted is not what the declared computation gives"
+        )
+    dc_record = protected.record()
+    if source is not None:
+        dc_record["source"] = source.as_dict()
+    return _result(status, findings, record=dc_record, comparison=comparison.as_dict(), **extra)
 
 
 def check_regression_output(
@@ -245,18 +291,25 @@ def check_file(
     rules: Rules,
     policy: FilePolicy,
     past: tuple[Session, ReleaseScope] | None = None,
+    source: DataSource | None = None,
 ) -> dict[str, Any]:
     """The server's findings on one output (``status`` pass | review | fail, ``findings``, ``record``)."""
     if file.kind in (FileKind.figure, FileKind.text):
         return _result(
             "review", [f"{file.kind.value} outputs have no automated check: an output checker must read it"]
         )
+    if source is not None and source.error:
+        return _result("fail", [source.description], source=source.as_dict())
     if data is None:
         return _result("fail", ["no data was submitted to re-run the declared computation on"])
     if file.kind is FileKind.table:
-        out = check_table(TableSpec.from_dict(file.spec), content, data, rules, policy, past)
+        out = check_table(TableSpec.from_dict(file.spec), content, data, rules, policy, past, source)
     else:
         out = check_regression_output(RegressionSpec.from_dict(file.spec), content, data, rules)
+        if source is not None:
+            out["findings"].insert(0, source.description)
+            if isinstance(out.get("record"), dict):
+                out["record"]["source"] = source.as_dict()
     claimed = file.client_check.get("status") if file.client_check else None
     if claimed is not None and claimed != out["status"]:
         out["findings"].append(

@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
+from starlette.types import Message
 
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
 from tre_platform.api.releases import budget, service
@@ -31,7 +34,61 @@ from tre_platform.api.releases.schemas import (
 from tre_platform.errors import InvalidInput
 from tre_platform.settings import get_settings
 
+#: Room for the form's other fields and the multipart framing around the two files.
+_FORM_OVERHEAD = 1_048_576
+
+
+def upload_limit(policy: FilePolicy) -> int:
+    """The most bytes a staging request may carry: the largest output, its data, and the form around them."""
+    return max(k.max_bytes for k in policy.kinds.values()) + policy.max_data_bytes + _FORM_OVERHEAD
+
+
+class CappedUploadRoute(APIRoute):
+    """A route that refuses a request body larger than the airlock's upload limit *while it streams in*.
+
+    Starlette's multipart parser would otherwise spool a whole upload (say 1 GB) to a temporary file before
+    the handler could look at its size. Here a declared ``Content-Length`` over the limit is refused at
+    once, and a chunked body is counted as it is received and refused with 413 as soon as it passes the
+    limit, so the server never holds or writes more than the limit. (FastAPI's own ``max_body_size`` is
+    fixed when the route is declared and answers in plain text; this limit comes from the deployment's
+    file policy at request time and answers with the API's JSON error. The application-wide
+    ``TRE_MAX_BODY_BYTES`` limit exempts this route, see ``tre_platform.api.app.UPLOAD_PATHS``.)
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def capped_handler(request: Request) -> Response:
+            limit = upload_limit(FilePolicy.load(get_settings()))
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise HTTPException(413, _too_large(limit))
+            receive = request.receive
+            received = 0
+
+            async def counting_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise HTTPException(413, _too_large(limit))
+                return message
+
+            return await handler(Request(request.scope, counting_receive))
+
+        return capped_handler
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"the upload is larger than the airlock's limit of {limit} bytes; stage only the aggregate output "
+        "and the columns and rows it was computed from"
+    )
+
+
 releases = APIRouter(prefix="/releases", tags=["releases"])
+uploads = APIRouter(prefix="/releases", tags=["releases"], route_class=CappedUploadRoute)
 budgets = APIRouter(prefix="/projects", tags=["privacy budget"])
 
 
@@ -94,7 +151,7 @@ def get_request(request_id: PathId, session: DbSession, actor: CurrentActor) -> 
     return _out(service.get_request(session, actor, request_id))
 
 
-@releases.post(
+@uploads.post(
     "/{request_id}/files",
     status_code=status.HTTP_201_CREATED,
     response_model=FileOut,
@@ -245,4 +302,5 @@ def disclosure_rules(project_id: PathId, session: DbSession, actor: CurrentActor
 
 router = APIRouter()
 router.include_router(releases)
+router.include_router(uploads)
 router.include_router(budgets)

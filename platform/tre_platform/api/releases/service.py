@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
+from tre_lib.compute import WorkspaceError
+from tre_lib.compute import session as tre_session
 from tre_lib.disclosure.differencing import ReleaseScope
 from tre_lib.disclosure.versions import library_versions
 from tre_lib.outputs.specs import (
@@ -67,6 +70,7 @@ from tre_platform.clock import clock
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
 from tre_platform.policy import get_engine, require
 from tre_platform.settings import Settings, get_settings
+from tre_platform.views.builder import views_dir
 
 # Visibility ----------------------------------------------------------------------------------------
 
@@ -290,21 +294,23 @@ def add_file(
     if rules.needs_spec:
         if not spec:
             raise InvalidInput(f"a {kind.value} needs its declared computation (spec)", field="spec")
-        if data is None or not data_name:
+        parsed = _parse_spec(kind, spec)
+        if (data is None or not data_name) and parsed.view is None:
             raise InvalidInput(
-                f"a {kind.value} needs the data it was computed from, so the server can re-check it",
+                f"a {kind.value} needs the data it was computed from, or the project view it was computed "
+                "from named in its spec ('view'), so the server can re-check it",
                 field="data",
             )
-        parsed = _parse_spec(kind, spec)
-        check_name(data_name, "data_name")
-        check_data(policy, data_name, data)
-        try:
-            frame = read_data(data, data_name)
-        except SpecError as exc:
-            raise InvalidInput(str(exc), field="data") from None
-        missing = [c for c in parsed.needed_columns if c not in frame.columns]
-        if missing:
-            raise InvalidInput(f"the data lacks column(s) {missing} that the spec uses", field="data")
+        if data is not None and data_name:
+            check_name(data_name, "data_name")
+            check_data(policy, data_name, data)
+            try:
+                frame = read_data(data, data_name)
+            except SpecError as exc:
+                raise InvalidInput(str(exc), field="data") from None
+            missing = [c for c in parsed.needed_columns if c not in frame.columns]
+            if missing:
+                raise InvalidInput(f"the data lacks column(s) {missing} that the spec uses", field="data")
     elif spec or data is not None:
         raise InvalidInput(f"a {kind.value} output takes no spec or data", field="spec")
     others = [f for f in request.files if f.name != name]
@@ -327,7 +333,7 @@ def add_file(
         size=len(content),
         description=description,
         spec=parsed.to_dict() if parsed is not None else {},
-        data_name=data_name if parsed is not None else None,
+        data_name=data_name if parsed is not None and data is not None else None,
         data_sha256=store_blob(settings, request.id, data)
         if parsed is not None and data is not None
         else None,
@@ -408,11 +414,9 @@ def submit(
     statuses = []
     for item in request.files:
         content = read_blob(settings, request.id, item.sha256)
-        frame = None
-        if item.data_sha256 is not None and item.data_name is not None:
-            frame = read_data(read_blob(settings, request.id, item.data_sha256), item.data_name)
+        frame, source = _source_data(settings, request, item)
         scope = ReleaseScope(request.project_id, _dataset_key(session, request, item.spec))
-        result = checks.check_file(item, content, frame, rules, policy, (session, scope))
+        result = checks.check_file(item, content, frame, rules, policy, (session, scope), source)
         item.server_check = result
         item.status = result["status"]
         statuses.append(result["status"])
@@ -431,6 +435,54 @@ def submit(
     )
     _move(session, Actor.system("airlock"), request, ReleaseAction.check)
     return request
+
+
+def _source_data(
+    settings: Settings, request: ReleaseRequest, item: ReleaseFile
+) -> tuple[pd.DataFrame | None, checks.DataSource]:
+    """The rows the server re-runs an output's declared computation on, and where they came from.
+
+    A spec that names a project view (``view``) is recomputed from that view as the server holds it - the
+    researcher's own upload is not used, so a submission cannot choose the numbers it is checked on. A spec
+    without a view falls back to the data submitted with the output, and the record says so.
+    """
+    if item.kind not in (FileKind.table, FileKind.regression):
+        return None, checks.DataSource("none", "")
+    view = item.spec.get("view")
+    if view:
+        needed = _needed_columns(item)
+        try:
+            workspace = tre_session(request.project.code, views_dir=views_dir(request.project.code, settings))
+            info = workspace.dataset(view)
+            frame = workspace.read(info.name, columns=needed)
+        except (WorkspaceError, OSError, ValueError) as exc:
+            return None, checks.DataSource(
+                "view", f"the declared view {view!r} could not be read on the server: {exc}", error=True
+            )
+        return frame, checks.DataSource(
+            "view",
+            f"recomputed from project view {info.name!r} (version {info.source_version}, "
+            f"{info.rows} rows) held by the server, not from numbers the researcher submitted",
+            view=info.name,
+            view_version=info.source_version,
+        )
+    if item.data_sha256 is not None and item.data_name is not None:
+        frame = read_data(read_blob(settings, request.id, item.data_sha256), item.data_name)
+        return frame, checks.DataSource(
+            "submitted",
+            "could not recompute from the source: the output declares no project view, so the server "
+            "re-ran its computation on the data the researcher submitted with it",
+        )
+    return None, checks.DataSource(
+        "none", "could not recompute from the source: no project view declared and no data submitted"
+    )
+
+
+def _needed_columns(item: ReleaseFile) -> list[str]:
+    spec = (
+        TableSpec.from_dict(item.spec) if item.kind is FileKind.table else RegressionSpec.from_dict(item.spec)
+    )
+    return list(spec.needed_columns)
 
 
 def revise(session: Session, actor: Actor, request_id: str) -> ReleaseRequest:
