@@ -205,6 +205,19 @@ def _model_mismatch(model: dict[str, Any], spec: MatchSpec, available: frozenset
     wanted = _comparison_columns(spec, available)
     if saved != wanted:
         return f"it compares {saved} but this delivery supports {wanted}"
+    # Same columns, different levels: a model saved before the spec changed (e.g. a new near-match level).
+    assert spec.comparisons is not None
+    dialect = model.get("sql_dialect") or spec.backend
+    levels = {
+        c.get("output_column_name"): [lv.get("sql_condition") for lv in c.get("comparison_levels", [])]
+        for c in model.get("comparisons", [])
+    }
+    for creator in spec.comparisons(available):
+        comparison = creator.get_comparison(dialect).as_dict()
+        if [lv.get("sql_condition") for lv in comparison["comparison_levels"]] != levels.get(
+            comparison["output_column_name"]
+        ):
+            return f"its levels for {comparison['output_column_name']} differ from the current spec's"
     return None
 
 
@@ -242,6 +255,8 @@ def _train(
     available: frozenset[str],
     n_labels: int,
     note: Callable[[str], None],
+    *,
+    estimate_u: bool = True,
 ) -> None:
     from splink import block_on
 
@@ -253,16 +268,77 @@ def _train(
         note(f"prior from deterministic rules (assumed recall {spec.deterministic_recall})")
     else:
         note("prior 1/len(index): every record assumed to have one match")
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=spec.u_max_pairs, seed=spec.seed, num_chunks=spec.u_num_chunks
-    )
-    note(f"u by random sampling (max_pairs={spec.u_max_pairs:.0f}, seed={spec.seed})")
+    if estimate_u:
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=spec.u_max_pairs, seed=spec.seed, num_chunks=spec.u_num_chunks
+        )
+        note(f"u by random sampling (max_pairs={spec.u_max_pairs:.0f}, seed={spec.seed})")
     if spec.m_from_deterministic and n_labels >= spec.min_labels:
         linker.training.estimate_m_from_label_column(_LABEL)
         note(f"m from {n_labels} deterministic links as labels")
     for rule in spec.em_blocking_rules(available) if spec.em_blocking_rules else []:
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
         note(f"m by EM blocked on {rule.create_blocking_rule_dict('duckdb')['blocking_rule']}")
+
+
+def _register_index_tf(
+    linker: Any, db_api: Any, index_df: pd.DataFrame, spec: MatchSpec, available: frozenset[str], token: str
+) -> None:
+    """Term frequencies from the index's entries, not from the delivery and index together.
+
+    Splink's ``compute_tf_table`` counts values over both inputs; event data (a dozen incidents per
+    business) then makes every name it repeats look common and takes back the weight of an exact match.
+    A value's frequency among distinct entities is what the adjustment means, and the index holds exactly
+    one row per entity.
+    """
+    for column in spec.term_frequency_columns:
+        if column not in available:
+            continue
+        freq = index_df[column].dropna().value_counts(normalize=True)
+        table = pd.DataFrame({column: freq.index.astype(str), f"tf_{column}": freq.to_numpy(dtype=float)})
+        if table.empty:
+            continue
+        tf_sdf = db_api.register(
+            pa.Table.from_pandas(table, preserve_index=False), table_name=f"tf_{column}_{token}"
+        )
+        linker.table_management.register_term_frequency_lookup(tf_sdf, column)
+
+
+def _with_index_u(
+    tables: list[Any], settings: Any, spec: MatchSpec, available: frozenset[str], n_index: int
+) -> dict[str, Any]:
+    """The link settings with u estimated on pairs of index entries, which are all non-matches.
+
+    Splink samples u from random delivery-index pairs assuming they are non-matches; against a small index
+    (a few hundred businesses) about 1/len(index) of them are true matches, which inflates u for every
+    agreeing level until a unique key such as a company number weighs no more than log2(len(index)) and
+    one attribute can never outweigh the prior. The index is deduplicated, so any two of its entries are
+    different entities: a dedupe model on the index alone gives uncontaminated u. A level no sampled pair
+    reached gets u = 1 / pairs sampled (an upper bound of the right size) rather than Splink's fixed 1e-6.
+    """
+    from splink import Linker, SettingsCreator
+
+    assert spec.comparisons is not None
+    link_model = Linker(tables, settings, log_level=_SPLINK_LOG_LEVEL).misc.save_model_to_json()
+    dedupe = SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=spec.comparisons(available),
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=False,
+    )
+    index_linker = Linker(tables[1], dedupe, log_level=_SPLINK_LOG_LEVEL)
+    index_linker.training.estimate_u_using_random_sampling(
+        max_pairs=spec.u_max_pairs, seed=spec.seed, num_chunks=spec.u_num_chunks
+    )
+    index_model = index_linker.misc.save_model_to_json()
+    floor = 1.0 / max(min(spec.u_max_pairs, n_index * (n_index - 1) / 2), 1.0)
+    for target, source in zip(link_model["comparisons"], index_model["comparisons"], strict=True):
+        for level, trained in zip(target["comparison_levels"], source["comparison_levels"], strict=True):
+            if level.get("is_null_level"):
+                continue
+            u = trained.get("u_probability")
+            level["u_probability"] = u if isinstance(u, float) and u > 0 else floor
+    return link_model
 
 
 def _splink_pass(
@@ -301,6 +377,7 @@ def _splink_pass(
     training_sdf = db_api.register(_as_arrow(delivery_df.iloc[training_rows]), table_name=f"delivery_{token}")
     if saved_model is not None:
         linker = Linker([training_sdf, index_sdf], saved_model, log_level=_SPLINK_LOG_LEVEL)
+        _register_index_tf(linker, db_api, index_df, spec, available, token)
         note("saved model reused: no training")
     else:
         settings = SettingsCreator(
@@ -311,15 +388,24 @@ def _splink_pass(
             retain_matching_columns=False,
             retain_intermediate_calculation_columns=False,
         )
-        linker = Linker([training_sdf, index_sdf], settings, log_level=_SPLINK_LOG_LEVEL)
+        u_from_index = (
+            spec.u_from_index and len(index_df) * (len(index_df) - 1) // 2 >= spec.u_min_index_pairs
+        )
+        linker = Linker(
+            [training_sdf, index_sdf],
+            _with_index_u([training_sdf, index_sdf], settings, spec, available, len(index_df))
+            if u_from_index
+            else settings,
+            log_level=_SPLINK_LOG_LEVEL,
+        )
+        _register_index_tf(linker, db_api, index_df, spec, available, token)
         if sampled:
             note(f"training on a random {spec.training_records} of {len(delivery_df)} delivery records")
         n_labels = int(pd.notna(det_sid[training_rows]).sum())
-        _train(linker, spec, available, n_labels, note)
+        if u_from_index:
+            note(f"u by random sampling of pairs of index entries (max_pairs={spec.u_max_pairs:.0f})")
+        _train(linker, spec, available, n_labels, note, estimate_u=not u_from_index)
 
-    for column in spec.term_frequency_columns:
-        if column in available:
-            linker.table_management.compute_tf_table(column)
     remainder_sdf = db_api.register(
         _as_arrow(delivery_df.iloc[remainder_rows]), table_name=f"remainder_{token}"
     )

@@ -50,6 +50,10 @@ class MatchSpec:
             the whole index; every remaining record is still scored. Training cost grows with the
             delivery (EM compares each record with its block in the index), the model's parameters do not
             need millions of records, so a 1M delivery trains as fast as a 50k one. ``None``: all records.
+        u_from_index: Estimate u on pairs of index entries (all non-matches: the index is deduplicated)
+            instead of random delivery-index pairs, of which about 1/len(index) are true matches.
+        u_min_index_pairs: Fewest index pairs needed for ``u_from_index`` (a smaller index falls back to
+            delivery-index pairs).
         u_num_chunks: Chunks Splink splits u sampling into (1 disables its probe phase: far fewer Spark jobs
             on small data).
         deterministic_recall: Assumed recall of the deterministic rules, to estimate the prior.
@@ -76,6 +80,8 @@ class MatchSpec:
     u_max_pairs: float = 5e5
     training_records: int | None = 10_000
     u_num_chunks: int = 1
+    u_from_index: bool = True
+    u_min_index_pairs: int = 1_000
     deterministic_recall: float = 0.85
     seed: int = 42
     source: str = "delivery"
@@ -182,10 +188,50 @@ def _demographic_em(available: Available) -> list[Any]:
     return [block_on("dob"), block_on("given_name_canonical", "family_name")]
 
 
+def company_number_comparison(column: str = "company_number") -> Any:
+    """Company-number comparison with a level for one digit wrong or two digits swapped.
+
+    A one-keystroke error in an eight-digit number is common in returns keyed by hand; with only exact and
+    "else" levels such a record's company number counts as strong evidence *against* its own company.
+    """
+    return cl.CustomComparison(
+        output_column_name=column,
+        comparison_description="Company number",
+        comparison_levels=[
+            cll.NullLevel(column),
+            cll.ExactMatchLevel(column).configure(label_for_charts="Exact match"),
+            cll.DamerauLevenshteinLevel(column, 1).configure(
+                label_for_charts="One digit different or two transposed"
+            ),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def business_name_comparison(column: str = "business_name") -> Any:
+    """Business-name comparison: exact, then Jaro-Winkler bands, without term-frequency adjustment.
+
+    Splink's ``NameComparison`` always adjusts the exact level by the name's frequency, which caps its
+    evidence at log2(number of businesses): on an index of a few hundred businesses an exact name could
+    never outweigh the prior. Normalised business names are nearly unique, and u estimated on pairs of
+    index entries already prices the few shared ones.
+    """
+    return cl.CustomComparison(
+        output_column_name=column,
+        comparison_description="Business name",
+        comparison_levels=[
+            cll.NullLevel(column),
+            cll.ExactMatchLevel(column).configure(label_for_charts="Exact match"),
+            *(cll.JaroWinklerLevel(column, t) for t in (0.95, 0.88, 0.7)),
+            cll.ElseLevel(),
+        ],
+    )
+
+
 def _business_comparisons(available: Available) -> list[Any]:
-    comparisons: list[Any] = [cl.NameComparison("business_name", jaro_winkler_thresholds=[0.95, 0.88, 0.7])]
+    comparisons: list[Any] = [business_name_comparison("business_name")]
     if _has(available, "company_number"):
-        comparisons.append(cl.ExactMatch("company_number"))
+        comparisons.append(company_number_comparison("company_number"))
     if _has(available, "postcode"):
         comparisons.append(cl.PostcodeComparison("postcode"))
     if _has(available, "sic_code"):
@@ -194,20 +240,31 @@ def _business_comparisons(available: Available) -> list[Any]:
 
 
 def _business_blocking(available: Available) -> list[Any]:
-    rules = [block_on("business_name")]
+    # The exact rules find most pairs; the prefix/suffix rules find a name with one typo (it keeps one of
+    # its ends) when the company number is missing or mistyped too.
+    rules = [
+        block_on("business_name"),
+        block_on("substr(business_name, 1, 8)"),
+        block_on("substr(business_name, -8)"),
+    ]
     if _has(available, "company_number"):
-        rules.append(block_on("company_number"))
+        rules += [
+            block_on("company_number"),
+            block_on("substr(company_number, 1, 5)", "substr(business_name, 1, 3)"),
+        ]
     if _has(available, "postcode"):
         rules.append(block_on("postcode"))
     return rules
 
 
 def _business_em(available: Available) -> list[Any]:
+    # Each session estimates m for the comparisons outside its rule: blocking on the name trains the
+    # company number (and postcode), blocking on the company number trains the name.
     rules = [block_on("business_name")]
+    if _has(available, "company_number"):
+        rules.append(block_on("company_number"))
     if _has(available, "postcode"):
         rules.append(block_on("postcode"))
-    elif _has(available, "company_number"):
-        rules.append(block_on("company_number"))
     return rules
 
 
@@ -242,7 +299,6 @@ BUSINESS_SPEC = MatchSpec(
     comparisons=_business_comparisons,
     blocking_rules=_business_blocking,
     em_blocking_rules=_business_em,
-    term_frequency_columns=("business_name",),
     threshold_match_probability=0.8,
 )
 ADDRESS_SPEC = MatchSpec(
