@@ -6,7 +6,9 @@
   ``TRE_VIEWS_DIR`` (that project's views only), ``TRE_API_URL`` with a scoped ``TRE_API_TOKEN``, and
   Spark/Dask settings.
 * The server runs the workspace environment's ``jupyterhub-singleuser`` (Debian's python3.11, outside
-  root's home) with the researcher's uid, their own group and the project's group only.
+  root's home) with the researcher's uid, their own group and the project's group only - not every
+  group the user is in, so a researcher in two projects cannot reach one project's views from the
+  other's workspace.
 
 Resource limits: ``LocalProcessSpawner`` cannot enforce ``mem_limit``/``cpu_limit`` (JupyterHub only
 passes them on as ``MEM_LIMIT``/``CPU_LIMIT``). This spawner adds what a process can enforce on itself:
@@ -19,6 +21,8 @@ cgroups: on Kubernetes (KubeSpawner) they are real, see deploy/kubernetes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import html
 import os
 import pwd
@@ -26,12 +30,13 @@ import resource
 from collections.abc import Callable
 from typing import Any
 
-from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Float, Integer, Unicode, default
 
 from tre_platform.errors import TreError
 from tre_platform.hub import workspace
+from tre_platform.views import storage
 from tre_platform.views.storage import INSECURE_BANNER
 
 
@@ -71,7 +76,37 @@ class TreSpawner(LocalProcessSpawner):
         help="INSECURE: run every server as the hub's own user with no project separation (laptops only).",
     ).tag(config=True)
 
+    ready_poll_interval = Float(
+        0.1, help="Seconds between the spawner's own checks that a new server answers (see start())."
+    ).tag(config=True)
+
     tre_plan: workspace.WorkspacePlan | None = None
+
+    async def start(self) -> tuple[str, int]:
+        ip, port = await super().start()
+        # JupyterHub then waits for the server with exponential backoff (0.2 s doubling to 5 s), so a
+        # server that answers after 6.5 s is noticed only at 11.2 s. Checking here with a short fixed pause
+        # first makes the hub's own first check succeed. Bounded well inside start_timeout: a server still
+        # not answering by then is left to the hub's own wait (and its clear timeout message).
+        base = self.server.base_url if self.server is not None else "/"
+        await self._wait_until_answers(f"http://{ip}:{port}{base}")
+        return ip, port
+
+    async def _wait_until_answers(self, url: str) -> None:
+        import httpx
+
+        deadline = asyncio.get_running_loop().time() + min(self.http_timeout, self.start_timeout / 2)
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+            while asyncio.get_running_loop().time() < deadline:
+                if await self.poll() is not None:
+                    return  # the server died: the hub reports it
+                try:
+                    response = await client.get(url)
+                    if response.status_code < 500:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(self.ready_poll_interval)
 
     @default("pre_spawn_hook")
     def _default_pre_spawn_hook(self) -> Callable[[Any], Any]:
@@ -134,16 +169,42 @@ class TreSpawner(LocalProcessSpawner):
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         unix = self._unix_user()
         limits = self._rlimits()
-        setuid = None if self.insecure_single_user else set_user_setuid(unix)
+        become = None if self.insecure_single_user else self._become_researcher(unix)
 
         def preexec() -> None:
             os.umask(0o077)
             for which, value in limits:
                 resource.setrlimit(which, (value, value))
-            if setuid is not None:
-                setuid()
+            if become is not None:
+                become()
 
         return preexec
+
+    def _become_researcher(self, unix: str) -> Callable[[], None]:
+        """setgid/setgroups/setuid to the researcher with their own group and THIS project's group only.
+
+        Not JupyterHub's ``set_user_setuid``: it grants every group the user is in, so a researcher in
+        two projects would read both projects' views from either workspace (and could join them).
+        """
+        entry = pwd.getpwnam(unix)
+        plan = self.tre_plan
+        if plan is None:
+            raise web.HTTPError(500, "the pre-spawn check did not run; no workspace is started without it")
+        try:
+            project_gid = grp.getgrnam(storage.project_group(plan.project)).gr_gid
+        except KeyError:
+            raise web.HTTPError(500, f"the Unix group of project {plan.project} is missing") from None
+        uid, gid, home = entry.pw_uid, entry.pw_gid, entry.pw_dir
+        groups = sorted({gid, project_gid})
+
+        def become() -> None:
+            os.setgid(gid)
+            os.setgroups(groups)  # fails loudly (the server does not start) rather than keep root's groups
+            os.setuid(uid)
+            with contextlib.suppress(OSError):
+                os.chdir(home)
+
+        return become
 
     def _rlimits(self) -> list[tuple[int, int]]:
         limits: list[tuple[int, int]] = []

@@ -1,12 +1,9 @@
-"""Hub tests reuse the workspace world of tests/integration/views (same fixtures, same clean-up)."""
+"""Hub tests reuse the workspace world of tests/integration/views (same fixtures, same clean-up) and the
+deployments of hub_fixtures.py (a hub on the test's database; the demo world with both servers running)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "views"))
-
+from hub_fixtures import demo_deployment, hub
 from workspace_fixtures import _cheap_argon2, _kek, data_dir, wworld
 
-__all__ = ["_cheap_argon2", "_kek", "data_dir", "wworld"]
+__all__ = ["_cheap_argon2", "_kek", "data_dir", "demo_deployment", "hub", "wworld"]
