@@ -100,7 +100,9 @@ def plan_workspace(username: str, project_code: str, *, api_url: str | None = No
             ),
         )
         audit(session, Actor.of(user), "workspace.spawn", project, decision="allow", reasons=decision.reasons)
-        env = workspace_env(project.code, str(target), ws, api_url=api_url or _api_url(), token=raw)
+        env = workspace_env(
+            project.code, str(target), ws, api_url=api_url or _api_url(), token=raw, project_id=project.id
+        )
         return WorkspacePlan(
             username=user.username,
             unix_user=unix_user,
@@ -132,7 +134,13 @@ def _api_url() -> str:
 
 
 def workspace_env(
-    project: str, views: str, ws: WorkspaceSettings, *, api_url: str, token: str
+    project: str,
+    views: str,
+    ws: WorkspaceSettings,
+    *,
+    api_url: str,
+    token: str,
+    project_id: str | None = None,
 ) -> dict[str, str]:
     """The environment ``tre_lib.session()`` reads (see :mod:`tre_lib.compute.session`)."""
     cores = max(1, math.floor(ws.workspace_cpu_limit))
@@ -145,6 +153,9 @@ def workspace_env(
         "TRE_DASK_WORKERS": "1",
         "TRE_DASK_THREADS": str(cores),
     }
+    if project_id:
+        # tre_lib.outputs.Airlock.from_env() addresses the project by its control-plane id.
+        env["TRE_PROJECT_ID"] = project_id
     if ws.spark_conf_json:
         env["TRE_SPARK_CONF"] = ws.spark_conf_json
     if ws.workspace_dask_scheduler:

@@ -104,6 +104,7 @@ def test_the_pre_spawn_check_prepares_the_account_views_and_a_scoped_token(
     plan = workspace.plan_workspace(wworld.bob.username, wworld.p2.code, api_url="http://127.0.0.1:9")
     assert plan.unix_user == unix_username(wworld.bob.username)
     assert plan.env["TRE_VIEWS_DIR"] == str(data_dir / "projects" / wworld.p2.code / "views")
+    assert plan.env["TRE_PROJECT_ID"] == wworld.p2.id  # what tre_lib.outputs.Airlock.from_env() needs
     assert sorted(
         p.name for p in Path(plan.env["TRE_VIEWS_DIR"]).iterdir() if not p.name.startswith(".")
     ) == sorted([wworld.hes.name, wworld.lfs.name])
