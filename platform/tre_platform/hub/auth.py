@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from jupyterhub.auth import Authenticator
+from sqlalchemy.orm import Session
 from traitlets import Bool, Unicode, default
 
 from tre_platform.actor import Actor
@@ -22,38 +23,57 @@ from tre_platform.db.session import session_scope
 from tre_platform.errors import Unauthenticated
 
 
-def check_login(username: str, password: str, otp: str | None) -> tuple[str | None, str]:
-    """Check a hub sign-in against the control plane; return (username or None, reason). Audited."""
+def check_login(
+    username: str, password: str, otp: str | None, client: str = "unknown"
+) -> tuple[str | None, str]:
+    """Check a hub sign-in against the control plane; return (username or None, reason). Audited.
+
+    The hub shares the control plane's lockout: a locked account or client address is refused before its
+    password is checked, and every failed step (password or code) counts towards the lock.
+    """
     with session_scope() as session:
+        try:
+            users.check_login_allowed(session, username, client)
+        except users.TooManyAttempts as exc:
+            _refuse(session, username, exc.message)
+            return None, exc.message
         user: User | None = None
-        reason = ""
+        reason, failed_step = "", ""  # failed_step: the wrong secret, which counts towards the lockout
         try:
             user = users.authenticate(session, username, password)
         except Unauthenticated as exc:
-            reason = exc.message
+            reason, failed_step = exc.message, "password"
         if user is not None and (users.totp_required(user) or user.totp_enabled):
             if not user.totp_enabled:
                 reason = "your role needs a second factor: enrol TOTP in the control plane first"
                 user = None
             elif not otp or not users.verify_totp(user, otp.strip()):
                 reason = "the authenticator code is missing or wrong; enter the newest code from your app"
-                user = None
+                user, failed_step = None, "totp"
         if user is not None and not user.has_role(Role.researcher):
             reason = "JupyterHub is for researchers; your account has no researcher role"
             user = None
         if user is None:
             session.rollback()
-            record(
-                session,
-                actor=username[:64] or "anonymous",
-                action="hub.login",
-                target_type="users",
-                decision="deny",
-                reasons=[reason],
-            )
+            if failed_step:
+                # Audited by the users service as well, as auth.login / auth.mfa with the client address.
+                users.record_login_failure(session, username, client, failed_step, reason)
+            _refuse(session, username, reason)
             return None, reason
+        users.clear_login_failures(session, user.username)
         audit(session, Actor.of(user), "hub.login", user, decision="allow")
         return user.username, "signed in"
+
+
+def _refuse(session: Session, username: str, reason: str) -> None:
+    record(
+        session,
+        actor=username[:64] or "anonymous",
+        action="hub.login",
+        target_type="users",
+        decision="deny",
+        reasons=[reason],
+    )
 
 
 class TreAuthenticator(Authenticator):
@@ -77,7 +97,8 @@ class TreAuthenticator(Authenticator):
         username = str(data.get("username", "")).strip()
         password = str(data.get("password", ""))
         otp = data.get("otp")
-        name, reason = await asyncio.to_thread(check_login, username, password, otp)
+        client = getattr(getattr(handler, "request", None), "remote_ip", None) or "unknown"
+        name, reason = await asyncio.to_thread(check_login, username, password, otp, client)
         if name is None:
             self.log.warning("hub sign-in refused for %r: %s", username, reason)
             return None

@@ -114,3 +114,18 @@ def test_the_pre_spawn_check_prepares_the_account_views_and_a_scoped_token(
     workspace.revoke_workspace_token(wworld.bob.username, plan.token_id)
     session.expire_all()
     assert session.get(ApiToken, plan.token_id).revoked_at is not None  # type: ignore[union-attr]
+
+
+def test_hub_sign_in_shares_the_control_planes_lockout(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
+    from tre_platform.hub.auth import check_login
+
+    name = wworld.alice.username
+    assert check_login(name, PASSWORD, None, "10.0.0.1") == (name, "signed in")
+    limit = get_settings().login_max_failures
+    for _ in range(limit):
+        assert check_login(name, "wrong password", None, "10.0.0.1")[0] is None
+    # Locked: even the right password is refused, with a message that says why and for how long.
+    user, reason = check_login(name, PASSWORD, None, "10.0.0.2")
+    assert user is None and "too many failed sign-in attempts" in reason and "wait" in reason
