@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import pandas as pd
 import pyotp
 import pytest
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from tre_lib.disclosure import protect_table
@@ -95,3 +97,25 @@ def totp_code(server: object, username: str, secret: str | None = None) -> str:
     while last is not None and totp.timecode(dt.datetime.now(dt.UTC)) <= int(last):
         time.sleep(0.5)
     return totp.now()
+
+
+def sign_in(page: Page, server: object, username: str, password: str | None = None) -> None:
+    login = server.logins[username]  # type: ignore[attr-defined]
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password or login.password)
+    page.get_by_role("button", name="Sign in").click()
+    if login.totp_secret:
+        expect(page.get_by_role("heading", name="Enter your authenticator code")).to_be_visible()
+        page.get_by_label("6-digit code").fill(totp_code(server, username))
+        page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Welcome")
+
+
+def sign_out(page: Page) -> None:
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def shot(page: Page, shots: Path, name: str) -> None:
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)

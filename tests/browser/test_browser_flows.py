@@ -9,32 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from browser_support import release_in_review, totp_code
+from browser_support import release_in_review, shot, sign_in, sign_out
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
-
-
-def sign_in(page: Page, server: object, username: str) -> None:
-    login = server.logins[username]  # type: ignore[attr-defined]
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(login.password)
-    page.get_by_role("button", name="Sign in").click()
-    if login.totp_secret:
-        expect(page.get_by_role("heading", name="Enter your authenticator code")).to_be_visible()
-        page.get_by_label("6-digit code").fill(totp_code(server, username))
-        page.get_by_role("button", name="Continue").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Welcome")
-
-
-def sign_out(page: Page) -> None:
-    page.get_by_role("button", name="Sign out").click()
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-
-
-def shot(page: Page, shots: Path, name: str) -> None:
-    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
 def test_researcher_applies_approver_approves_admin_activates(
