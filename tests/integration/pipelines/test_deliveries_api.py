@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -335,7 +336,10 @@ def test_no_database_lock_is_held_while_the_body_streams(
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: an earlier test in the same process (Playwright's sync API) may leave an event
+    # loop registered on this thread, and asyncio.run() refuses to start inside one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     assert wrote and wrote[0] >= 1
     assert sent[0]["status"] == 201, sent
     assert json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["source_name"] == "streamed.csv"
