@@ -13,7 +13,6 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pyotp
 import pytest
+
+from tre_platform.hub.local import control_plane_command
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -127,19 +128,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory, _browser_database: str
     log = data_dir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tre_platform.api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+            control_plane_command(port),
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -50,6 +50,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def control_plane_command(port: int) -> list[str]:
+    """The command that serves the control plane (UI + API) on a loopback port with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tre_platform.api.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
 def wait_for(
     what: str,
     check: Callable[[], T | None],
@@ -130,22 +147,7 @@ class LocalDeployment:
         deployment.service_token = _with_env(full, control_plane_token)
         log_dir.mkdir(parents=True, exist_ok=True)
         commands = {
-            "control plane": (
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tre_platform.api.app:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                None,
-            ),
+            "control plane": (control_plane_command(port), None),
             "hub": ([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], state),
         }
         try:

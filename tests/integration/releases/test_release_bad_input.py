@@ -13,7 +13,6 @@ import re
 import select
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from tre_platform.api.releases.models import (
 )
 from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.errors import Conflict
+from tre_platform.hub.local import control_plane_command
 
 GIB = 1 << 30
 
@@ -127,8 +127,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
     """uvicorn serving the application on a loopback port, on the test database: (port, pid)."""
     port = _free_port()
     log = (tmp_path / "server.log").open("wb")
-    command = [sys.executable, "-m", "uvicorn", "tre_platform.api.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command = control_plane_command(port)
     proc = subprocess.Popen(command, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

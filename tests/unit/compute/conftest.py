@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,8 @@ from factories import _cheap_argon2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from workspace_processes import ControlPlane, free_port, start, wait_until
+
+from tre_platform.hub.local import control_plane_command
 
 __all__ = ["_cheap_argon2"]  # the demo world's users are hashed cheaply (notebook tests seed it)
 
@@ -72,8 +73,7 @@ def control_plane(db_url: str, session: Session, tmp_path: Path) -> Iterator[Con
     session.commit()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "uvicorn", "tre_platform.api.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command = control_plane_command(port)
     daemon = start("control plane", command, os.environ, tmp_path / "control-plane.log")
 
     def healthy() -> bool:
