@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 import pyarrow.parquet as pq
 
 from tre_platform.pipelines.errors import DeliveryEmpty, DeliveryError, DeliveryInvalid, DeliveryTooLarge
+from tre_platform.pipelines.publish import lock_held
 from tre_platform.pipelines.validation import ColumnRule, Problem, ValidationReport, file_problem
 
 if TYPE_CHECKING:
@@ -220,28 +221,13 @@ def sweep_uploads(root: Path) -> list[Path]:
         parts = [p for p in directory.iterdir() if p.name.startswith(_PART_PREFIX)]
         if parts:
             # Young part files are spared: one may be between its creation and its lock.
-            dead = not any(_held(part) or now - part.stat().st_mtime < 60 for part in parts)
+            dead = not any(lock_held(part) or now - part.stat().st_mtime < 60 for part in parts)
         else:
             dead = now - directory.stat().st_mtime > STALE_UPLOAD_SECONDS
         if dead:
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
     return removed
-
-
-def _held(path: Path) -> bool:
-    """Whether a living process holds an exclusive ``flock`` on ``path``."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 class DeliveryUpload:

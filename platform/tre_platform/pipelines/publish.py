@@ -117,19 +117,20 @@ def release_staging(staging: Path) -> None:
     os.close(fd)
 
 
-def _abandoned(lock: Path) -> bool:
-    """Whether no living process holds ``lock`` (we could take it without waiting)."""
+def lock_held(path: Path) -> bool:
+    """Whether a living process holds an exclusive ``flock`` on ``path`` (the kernel drops it when the
+    process dies, however it dies); a missing file is not held."""
     try:
-        fd = os.open(lock, os.O_RDWR)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return True
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return False
+        return True
     finally:
         os.close(fd)  # closing drops the lock we may have taken
-    return True
+    return False
 
 
 def sweep_stale(parent: Path) -> list[Path]:
@@ -147,13 +148,13 @@ def sweep_stale(parent: Path) -> list[Path]:
             continue
         if child.name.endswith(".lock"):
             staging = child.with_name(child.name.removesuffix(".lock"))
-            if not staging.exists() and staging not in _claims and _abandoned(child):
+            if not staging.exists() and staging not in _claims and not lock_held(child):
                 child.unlink(missing_ok=True)
                 removed.append(child)
             continue
         lock = _lock_file(child)
         if lock.exists():
-            stale = child not in _claims and _abandoned(lock)
+            stale = child not in _claims and not lock_held(lock)
         else:
             stale = now - child.stat().st_mtime > STALE_STAGING_SECONDS
         if stale:
