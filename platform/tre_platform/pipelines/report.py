@@ -36,6 +36,8 @@ def _match_summary(report: dict[str, Any]) -> dict[str, Any]:
             for p in parameters
         ],
         "notes": report.get("notes") or [],
+        # How the model was trained, or that the dataset's saved model was reused.
+        "training": report.get("training") or [],
         "charts": report.get("charts") or {},
     }
 

@@ -117,6 +117,24 @@ def test_a_second_delivery_publishes_version_2_and_the_report_shows_each(
     assert dataset_report(session, ingest_world.owner, "episodes_fast", 1)["row_count"] == len(frame)
 
 
+def test_a_re_ingest_reuses_the_datasets_trained_model_instead_of_training_again(
+    session: Session, ingest_world: IngestWorld, episodes: tuple[pd.DataFrame, pd.DataFrame], write_csv
+) -> None:
+    frame, _ = episodes
+    ingest(session, ingest_world.owner, "episodes", write_csv(frame))
+    ingest(session, ingest_world.owner, "episodes", write_csv(frame.iloc[:150]))
+
+    def training(version: int) -> list[str]:
+        report = dataset_report(session, ingest_world.owner, "episodes", version)
+        return list(report["match"]["demographic"]["training"])
+
+    def reused(version: int) -> bool:
+        return any(step.startswith("saved model reused") for step in training(version))
+
+    assert not reused(1) and any(step.startswith("m by EM") for step in training(1))
+    assert reused(2)
+
+
 def test_a_byte_identical_delivery_is_refused_as_a_duplicate(
     session: Session, ingest_world: IngestWorld, episodes: tuple[pd.DataFrame, pd.DataFrame], write_csv
 ) -> None:
