@@ -66,10 +66,10 @@ typecheck: setup-dev
 	$(BIN)/mypy
 
 pytest: setup-dev
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider --durations=25
 
 pytest-postgres: setup-dev
-	$(BIN)/pytest -p no:cacheprovider --db postgres
+	$(BIN)/pytest -p no:cacheprovider --durations=25 --db postgres
 
 test: lint typecheck pytest pytest-postgres
 

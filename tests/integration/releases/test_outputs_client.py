@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Airlock, microdata, with_small_cell
+from airlock_world import Airlock, microdata, with_small_cell
 from fastapi.testclient import TestClient
 
 from tre_lib.disclosure import load_profile

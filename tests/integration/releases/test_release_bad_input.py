@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from airlock_helpers import count_table
-from conftest import Airlock, microdata
+from airlock_world import Airlock, microdata
 from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlalchemy import select as sql_select

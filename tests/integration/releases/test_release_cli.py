@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from airlock_helpers import staged_request
-from conftest import Airlock, microdata, with_small_cell
+from airlock_world import Airlock, microdata, with_small_cell
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from airlock_helpers import staged_request
-from conftest import Airlock, microdata
+from airlock_world import Airlock, microdata
 from factories import make_org, make_token, make_user
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session

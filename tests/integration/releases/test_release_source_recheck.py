@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import Airlock, microdata
+from airlock_world import Airlock, microdata
 from sqlalchemy.orm import Session
 
 from tre_lib import session as tre_session

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from airlock_helpers import staged_request
-from conftest import Airlock, microdata
+from airlock_world import Airlock, microdata
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 

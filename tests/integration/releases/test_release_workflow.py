@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from airlock_helpers import count_table, staged_request
-from conftest import Airlock, microdata, with_small_cell
+from airlock_world import Airlock, microdata, with_small_cell
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
