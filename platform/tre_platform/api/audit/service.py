@@ -1,8 +1,8 @@
 """Writing and verifying the audit log.
 
 Events are written in the same transaction as the change they record, so a change without its event
-(or an event without its change) can never be committed. Denied decisions, which change nothing, are
-written in a transaction of their own.
+(or an event without its change) can never be committed. Events that must outlive the caller's
+transaction - denied decisions, which change nothing - are written with :func:`record_kept`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from tre_platform.api.audit.models import GENESIS_HASH, AuditEvent
 from tre_platform.clock import clock
@@ -92,8 +92,29 @@ def record(
     event.signature = _sign(event.hash, get_settings().get_secret_key())
     session.add(event)
     session.flush()
-    session.info["audit_head"] = (event.seq, event.hash)
+    session.info[_HEAD] = (event.seq, event.hash)
     return event
+
+
+def record_kept(session: Session, **event: Any) -> None:
+    """Append an event that must stay in the log whatever becomes of ``session``'s transaction.
+
+    For what is recorded because something was refused (a policy deny): the caller is likely to roll
+    back, or to roll back the savepoint it is in. With nothing written yet (and no savepoint open), the
+    event is committed at once in a transaction of its own. Otherwise the caller's transaction holds
+    SQLite's write lock (or the chain's lock on PostgreSQL) and a second transaction would wait on it
+    forever (or, inside a savepoint on SQLite, make the caller's next write fail), so the event joins
+    the caller's transaction and is remembered: if a savepoint takes it back, it is written again when
+    the transaction commits; if the transaction ends without a commit, it is written in a transaction
+    of its own once the locks are gone. Either way exactly one copy is committed.
+    ``event`` takes the keyword arguments of :func:`record`.
+    """
+    if not _has_written(session):
+        _record_own(session, [_Kept(event)])
+        return
+    kept = _Kept(event)
+    kept.written_as(record(session, **event))
+    session.info.setdefault(_KEPT, []).append(kept)
 
 
 @dataclass(frozen=True)
@@ -215,16 +236,118 @@ def read_checkpoint() -> tuple[int, str] | None:
     return int(seq_text), event_hash
 
 
+# What a transaction has written, kept in session.info and checked against what it commits --------
+#
+# Savepoints (session.begin_nested()) make this more than "forget it all on rollback": SQLAlchemy fires
+# after_commit when a savepoint is released (nothing is committed yet) and after_rollback when one is
+# rolled back (the outer transaction goes on, and may commit).
+
+#: (seq, hash) of the newest event this transaction wrote: the checkpoint once it commits.
+_HEAD = "audit_head"
+#: The :class:`_Kept` events this transaction wrote.
+_KEPT = "tre_audit_kept"
+#: A savepoint rolled back since the last check: the head or a kept event may be gone.
+_UNDONE = "tre_audit_savepoint_undone"
+#: The transaction flushed (and so holds SQLite's write lock) even if nothing is pending now.
+_FLUSHED = "tre_flushed"
+
+
+@dataclass
+class _Kept:
+    event: dict[str, Any]
+    seq: int | None = None
+    hash: str | None = None
+
+    def written_as(self, row: AuditEvent) -> None:
+        self.seq, self.hash = row.seq, row.hash
+
+
+def _has_written(session: Session) -> bool:
+    return bool(
+        session.new
+        or session.dirty
+        or session.deleted
+        or _HEAD in session.info
+        or session.info.get(_FLUSHED)
+        # SQLite: a savepoint opened before any write starts a transaction that reads one snapshot; a
+        # write committed meanwhile by another connection makes the savepoint's next write fail at once
+        # ("database is locked"). So inside a savepoint the event joins the caller's transaction.
+        or session.in_nested_transaction()
+    )
+
+
+def _missing(session: Session, kept: list[_Kept]) -> list[_Kept]:
+    """The kept events whose row is not in the log as ``session`` sees it."""
+    seqs = [k.seq for k in kept if k.seq is not None]
+    present: set[tuple[int, str]] = set()
+    if seqs:
+        rows = session.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(seqs)))
+        present = {(seq, event_hash) for seq, event_hash in rows}
+    return [k for k in kept if (k.seq, k.hash) not in present]
+
+
+def _record_own(session: Session, kept: list[_Kept]) -> None:
+    """Write those of ``kept`` not already committed in a transaction of its own, committed now."""
+    with Session(bind=session.get_bind()) as own:
+        for lost in _missing(own, kept):
+            record(own, **lost.event)
+        own.commit()
+
+
+@sa_event.listens_for(Session, "after_flush")
+def _note_flush(session: Session, _context: object) -> None:
+    # A flush (e.g. an API token's last_used_at) takes SQLite's write lock for the rest of the
+    # transaction and leaves nothing in new/dirty: remember it for _has_written.
+    session.info[_FLUSHED] = True
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _note_savepoint_rollback(session: Session) -> None:
+    # A savepoint rolled back (the outermost transaction's end is _end_transaction's business): the
+    # events it took back are looked for before the outer transaction commits.
+    if session.in_nested_transaction() and (_HEAD in session.info or _KEPT in session.info):
+        session.info[_UNDONE] = True
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _restore_after_savepoints(session: Session) -> None:
+    # Runs on every commit, a savepoint's release included, but does work only after a savepoint
+    # rolled back: then kept events it took are written again, and the head is read back.
+    if not session.info.pop(_UNDONE, False):
+        return
+    for lost in _missing(session, session.info.get(_KEPT, [])):
+        lost.written_as(record(session, **lost.event))
+    if _HEAD in session.info:
+        head = session.execute(
+            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+        ).one_or_none()
+        if head is None:
+            session.info.pop(_HEAD)
+        else:
+            session.info[_HEAD] = (head.seq, head.hash)
+
+
 @sa_event.listens_for(Session, "after_commit")
 def _move_checkpoint(session: Session) -> None:
-    head = session.info.pop("audit_head", None)
+    if session.in_nested_transaction():
+        return  # a savepoint was released: nothing is committed before the outermost transaction is
+    session.info.pop(_KEPT, None)
+    head = session.info.pop(_HEAD, None)
     if head is not None:
         write_checkpoint(*head)
 
 
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_head(session: Session) -> None:
-    session.info.pop("audit_head", None)
+@sa_event.listens_for(Session, "after_transaction_end")
+def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is not None:
+        return
+    for key in (_HEAD, _UNDONE, _FLUSHED):
+        session.info.pop(key, None)
+    # Kept events still listed: the outermost transaction ended without a commit (rollback, close, an
+    # exception). Its connection is back in the pool and its locks are gone, so they can be written.
+    lost = session.info.pop(_KEPT, None)
+    if lost:
+        _record_own(session, lost)
 
 
 # Reading the log (the API's audit routes) ----------------------------------------------------------
