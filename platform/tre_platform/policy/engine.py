@@ -18,6 +18,9 @@ How a decision is made (see docs/adr/0002-policy-engine.md):
 5. Decisions are remembered (:class:`DecisionCache`) by the whole request: Cedar is deterministic, so
    the same facts under the same bundle always give the same decision. Only ``evaluated_at`` is
    fresh on a hit. Every decision is still audited by :meth:`PolicyEngine.decide`, hit or not.
+6. Parsed entities are remembered too: the part of the store that is the same for every request about
+   a dataset (the dataset, its owner, the candidate agreements) is parsed once, keyed by its exact
+   JSON, and each request adds its own entities to it (:meth:`PolicyEngine.entity_store`).
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import cedarpy
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from tre_platform.api.audit.service import record, record_kept  # its session listeners, before any flush
 from tre_platform.clock import clock
 from tre_platform.errors import PolicyDenied
 from tre_platform.policy.bundle import PolicyBundle, PolicyInfo, load_bundle
@@ -146,28 +149,20 @@ def mergeable_groups(inputs: Sequence[CedarInput]) -> list[tuple[list[int], list
     return [(members, list(merged.values())) for members, merged, _ in groups]
 
 
-class DecisionCache:
-    """A bounded, thread-safe LRU of decisions keyed by the whole request (see :meth:`key`).
+V = TypeVar("V")
 
-    Sound because a decision is a pure function of the request's facts and the bundle (Cedar is
-    deterministic, and "today" is one of the facts): a hit returns exactly what evaluating would.
-    """
+
+class LruCache(Generic[V]):
+    """A bounded, thread-safe least-recently-used map from strings, counting hits and misses."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.hits = 0
         self.misses = 0
-        self._items: OrderedDict[str, Decision] = OrderedDict()
+        self._items: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(request: PolicyRequest) -> str:
-        # The dataclasses' repr is an unambiguous rendering of every fact (strings are quoted and
-        # escaped): equal keys mean equal requests. Equal requests whose sets or mappings iterate in
-        # another order may get different keys - a miss, never a wrong hit.
-        return repr(request)
-
-    def get(self, key: str) -> Decision | None:
+    def get(self, key: str) -> V | None:
         with self._lock:
             found = self._items.get(key)
             if found is None:
@@ -177,9 +172,9 @@ class DecisionCache:
             self.hits += 1
             return found
 
-    def put(self, key: str, decision: Decision) -> None:
+    def put(self, key: str, value: V) -> None:
         with self._lock:
-            self._items[key] = decision
+            self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
@@ -193,6 +188,21 @@ class DecisionCache:
         return len(self._items)
 
 
+class DecisionCache(LruCache[Decision]):
+    """Decisions keyed by the whole request (see :meth:`key`).
+
+    Sound because a decision is a pure function of the request's facts and the bundle (Cedar is
+    deterministic, and "today" is one of the facts): a hit returns exactly what evaluating would.
+    """
+
+    @staticmethod
+    def key(request: PolicyRequest) -> str:
+        # The dataclasses' repr is an unambiguous rendering of every fact (strings are quoted and
+        # escaped): equal keys mean equal requests. Equal requests whose sets or mappings iterate in
+        # another order may get different keys - a miss, never a wrong hit.
+        return repr(request)
+
+
 class PolicyEngine:
     """Evaluates requests against a validated :class:`PolicyBundle`.
 
@@ -203,10 +213,23 @@ class PolicyEngine:
         >>> decision.allowed, decision.reasons
     """
 
-    def __init__(self, bundle: PolicyBundle, *, cache_size: int = 10_000) -> None:
-        """``cache_size``: decisions remembered (0: evaluate every request afresh)."""
+    def __init__(
+        self, bundle: PolicyBundle, *, cache_size: int = 10_000, entity_cache_size: int = 1_024
+    ) -> None:
+        """``cache_size``: decisions remembered (0: evaluate every request afresh).
+
+        ``entity_cache_size``: parsed dataset entity stores remembered (0: parse every store whole).
+        Each costs ~40 KB (cedarpy's parsed handle, with the schema's action entities), so the
+        default holds at most ~45 MB: the datasets in use, not every dataset ever registered.
+        """
         self.bundle = bundle
         self.cache = DecisionCache(cache_size) if cache_size > 0 else None
+        # Keyed by the exact JSON parsed, so an edited, revoked or new agreement (or dataset) is
+        # another key: nothing to invalidate. Expiry needs nothing either: dates are compared with
+        # the request's `today`, which is context, not part of the store.
+        self.entity_cache: LruCache[cedarpy.Entities] | None = (
+            LruCache(entity_cache_size) if entity_cache_size > 0 else None
+        )
         self._order = {policy_id: n for n, policy_id in enumerate(bundle.policies)}
         # A permit without conditions is decided by its scope (principal, action, resource) alone, and
         # every candidate of a decision shares those: then whether any permit applies is the same for
@@ -224,9 +247,11 @@ class PolicyEngine:
         )
 
     @classmethod
-    def load(cls, policies_dir: Path, *, cache_size: int = 10_000) -> PolicyEngine:
+    def load(
+        cls, policies_dir: Path, *, cache_size: int = 10_000, entity_cache_size: int = 1_024
+    ) -> PolicyEngine:
         """Load and validate the bundle; raises :class:`PolicyBundleError` naming file and line."""
-        return cls(load_bundle(policies_dir), cache_size=cache_size)
+        return cls(load_bundle(policies_dir), cache_size=cache_size, entity_cache_size=entity_cache_size)
 
     @property
     def bundle_hash(self) -> str:
@@ -257,7 +282,7 @@ class PolicyEngine:
     def evaluate_uncached(self, request: PolicyRequest) -> Decision:
         """Decide ``request`` with Cedar, never from the cache."""
         cedar_input = build(request)
-        return self.evaluate_built(request, cedar_input, self.parse_entities(cedar_input.entities))
+        return self.evaluate_built(request, cedar_input, self.entity_store(cedar_input))
 
     def evaluate_built(
         self, request: PolicyRequest, cedar_input: CedarInput, entities: cedarpy.Entities
@@ -345,6 +370,23 @@ class PolicyEngine:
         parsed handle is reused by the evaluation and by the permit-only check of a deny.
         """
         return cedarpy.Entities.from_json_str(json.dumps(entities), self.bundle.schema)
+
+    def entity_store(self, cedar_input: CedarInput) -> cedarpy.Entities:
+        """The parsed store of ``cedar_input``: its dataset's part from the cache, plus its own entities.
+
+        Gives the same store as :meth:`parse_entities` of all the entities (the schema validates both
+        parts, and adding recomputes the hierarchy over the whole), for a fraction of the cost: the
+        dataset's part - the agreements above all - is most of the parsing, and is the same for every
+        request about that dataset.
+        """
+        if self.entity_cache is None or not cedar_input.shared:
+            return self.parse_entities(cedar_input.entities)
+        key = json.dumps(cedar_input.shared)
+        base = self.entity_cache.get(key)
+        if base is None:
+            base = cedarpy.Entities.from_json_str(key, self.bundle.schema)
+            self.entity_cache.put(key, base)
+        return base.with_added_json_str(json.dumps(cedar_input.own), self.bundle.schema)
 
     def run(
         self, cedar_input: CedarInput, entities: cedarpy.Entities | None = None
@@ -606,8 +648,6 @@ class PolicyEngine:
 
 def write_audit(session: Session, decision: Decision, request: PolicyRequest) -> None:
     """Record ``decision`` in the audit log (allow: caller's transaction; deny: kept even on rollback)."""
-    from tre_platform.api.audit.service import record
-
     details: dict[str, Any] = {
         "bundle_hash": decision.bundle_hash,
         "policy_ids": decision.policy_ids,
@@ -629,70 +669,10 @@ def write_audit(session: Session, decision: Decision, request: PolicyRequest) ->
     }
     if decision.allowed:
         record(session, **kwargs)
-        return
-    if _has_written(session):
-        # With writes pending, the caller's transaction holds the write lock (SQLite) or the audit
-        # chain's lock (PostgreSQL): a second transaction now would wait on it forever. So the deny
-        # goes into the caller's transaction, and is remembered: if that transaction ends without a
-        # commit, the deny is written again in a transaction of its own once the locks are released
-        # (see _record_lost_denials). Either way exactly one copy survives.
-        record(session, **kwargs)
-        session.info.setdefault(_PENDING_DENIALS, []).append(kwargs)
-        return
-    _record_own(session, [kwargs])
-
-
-_PENDING_DENIALS = "tre_pending_denials"
-
-
-def _record_own(session: Session, events: list[dict[str, Any]]) -> None:
-    """Write audit events in a transaction of their own, committed now."""
-    from tre_platform.api.audit.service import record
-
-    with Session(bind=session.get_bind()) as own:
-        for kwargs in events:
-            record(own, **kwargs)
-        own.commit()
-
-
-@sa_event.listens_for(Session, "after_commit")
-def _denials_committed(session: Session) -> None:
-    session.info.pop(_PENDING_DENIALS, None)
-
-
-@sa_event.listens_for(Session, "after_transaction_end")
-def _record_lost_denials(session: Session, transaction: object) -> None:
-    # The outermost transaction ended without a commit (rollback, close, an exception): its
-    # connection is back in the pool and its locks are gone, so the denials can be written now.
-    if getattr(transaction, "parent", None) is not None:
-        return
-    lost = session.info.pop(_PENDING_DENIALS, None)
-    if lost:
-        _record_own(session, lost)
-
-
-def _has_written(session: Session) -> bool:
-    return bool(
-        session.new
-        or session.dirty
-        or session.deleted
-        or "audit_head" in session.info
-        or session.info.get("tre_flushed")
-    )
-
-
-# A flush (e.g. an API token's last_used_at) takes SQLite's write lock for the rest of the transaction, and
-# leaves nothing in new/dirty: remember it, so a denial is recorded in the caller's transaction instead of
-# a second one that would wait on that lock until it times out.
-@sa_event.listens_for(Session, "after_flush")
-def _note_flush(session: Session, _context: object) -> None:
-    session.info["tre_flushed"] = True
-
-
-@sa_event.listens_for(Session, "after_transaction_end")
-def _forget_flush(session: Session, transaction: object) -> None:
-    if getattr(transaction, "parent", None) is None:
-        session.info.pop("tre_flushed", None)
+    else:
+        # A deny changes nothing and its caller usually rolls back (or rolls back the savepoint it is
+        # in): the deny must be in the log all the same.
+        record_kept(session, **kwargs)
 
 
 @lru_cache(maxsize=4)

@@ -4,13 +4,18 @@ A request that may rely on one of several credentials (a user's accreditations, 
 dataset's owner) becomes one Cedar request per combination of candidates, all sharing one entity
 store; the engine allows when any of them is allowed. Each candidate also carries the flat ``facts``
 (display names, dates) that fill the ``{placeholders}`` of the policies' ``@reason`` texts.
+
+The store is split in two: the entities of the dataset asked for (the dataset, its owner and the
+candidate agreements - the same for every request about that dataset, and the costliest to parse)
+and the request's own (user, roles, project, accreditations). The engine parses the first part once
+and adds the second to it (see ``PolicyEngine.entity_store``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tre_platform.policy.facts import (
@@ -42,12 +47,17 @@ class Candidate:
 
 @dataclass(frozen=True)
 class CedarInput:
+    #: The whole entity store: ``shared`` and ``own`` together.
     entities: list[Json]
     candidates: list[Candidate]
     principal: str
     resource_type: str
     resource_id: str
     resource_label: str
+    #: The entities of the dataset asked for: the dataset, its owner and the candidate agreements.
+    shared: list[Json] = field(default_factory=list)
+    #: The other entities of the store (never one of ``shared``'s uids).
+    own: list[Json] = field(default_factory=list)
 
 
 def uid(entity_type: str, entity_id: str) -> Json:
@@ -76,6 +86,8 @@ class _Store:
         return uid(entity_type, entity_id)
 
     def org(self, org: OrgFacts) -> Json:
+        if ("Organisation", org.id) in self._entities:  # reached again (user, project, owner): added once
+            return uid("Organisation", org.id)
         attrs: Json = {"slug": org.slug, "name": org.name}
         if org.accredited_until is not None:
             attrs["accredited_until"] = _day(org.accredited_until)
@@ -175,6 +187,12 @@ class _Store:
 
     def all(self) -> list[Json]:
         return list(self._entities.values())
+
+    def split(self, keys: set[tuple[str, str]]) -> tuple[list[Json], list[Json]]:
+        """The entities whose uid is one of ``keys``, and the others (each in the order added)."""
+        chosen = [e for k, e in self._entities.items() if k in keys]
+        rest = [e for k, e in self._entities.items() if k not in keys]
+        return chosen, rest
 
 
 def _base_facts(request: PolicyRequest) -> dict[str, str]:
@@ -307,6 +325,7 @@ def build(request: PolicyRequest) -> CedarInput:
                 facts=facts,
             )
         )
+    shared, own = store.split(_dataset_keys(request))
     return CedarInput(
         entities=store.all(),
         candidates=candidates,
@@ -314,4 +333,17 @@ def build(request: PolicyRequest) -> CedarInput:
         resource_type=resource["type"],
         resource_id=resource["id"],
         resource_label=label,
+        shared=shared,
+        own=own,
     )
+
+
+def _dataset_keys(request: PolicyRequest) -> set[tuple[str, str]]:
+    """The uids of the entities every request about ``request.dataset`` has in common."""
+    dataset = request.dataset
+    if dataset is None:
+        return set()
+    keys = {("Dataset", dataset.id), ("Organisation", dataset.owner.id)}
+    for agreement in request.candidate_agreements:
+        keys |= {("Agreement", agreement.id), ("Organisation", agreement.owner.id)}
+    return keys

@@ -47,6 +47,42 @@ def test_moving_the_clock_flips_decisions_without_any_job(
     session.commit()
 
 
+def test_revoking_or_editing_an_agreement_flips_the_next_decision_despite_the_caches(
+    session: Session, world: DbWorld, policy_engine: PolicyEngine
+) -> None:
+    # Both caches on, as in a running server: the decision cache and the parsed dataset entities.
+    engine = PolicyEngine(policy_engine.bundle)
+    assert engine.entity_cache is not None
+    alice, p1, hes, dsa7 = (
+        world.users["alice"],
+        world.projects["P1"],
+        world.datasets["hes"],
+        world.agreements["DSA-7"],
+    )
+
+    def read() -> list[str] | None:
+        decision = engine.decide(session, alice, "read_dataset", project=p1, dataset=hes, audit=False)
+        return None if decision.allowed else decision.policy_ids
+
+    with clock.frozen(_at("2026-12-31")):
+        assert read() is None
+        dsa7.revoked_at = _at("2026-12-31")
+        session.commit()
+        assert read() == ["agreement.revoked"]
+        dsa7.revoked_at = None
+        purposes, dsa7.purposes = dsa7.purposes, ["service_delivery"]
+        session.commit()
+        assert read() == ["agreement.purpose"]
+        dsa7.purposes = purposes
+        session.commit()
+        assert read() is None  # the agreement as it was: that decision is in the decision cache still
+    with clock.frozen(_at("2027-01-01")):  # expiry needs no edit: the next day's decision differs
+        assert set(read() or []) == {"project.ended", "agreement.expired"}
+    # Each version of the agreement was parsed once; the next day's decision reused the first's part.
+    assert engine.entity_cache.misses == 3
+    assert engine.entity_cache.hits == 1
+
+
 def test_every_decision_is_audited_with_its_reasons_and_bundle(
     session: Session, world: DbWorld, policy_engine: PolicyEngine
 ) -> None:

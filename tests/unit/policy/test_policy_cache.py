@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from tre_platform.clock import clock
 from tre_platform.policy import PolicyEngine, PolicyRequest, World
 from tre_platform.policy.cases import load_cases
+from tre_platform.policy.entities import build
 from tre_platform.settings import REPO_ROOT
 
 CASES = load_cases(REPO_ROOT / "policies")
@@ -157,8 +159,6 @@ def test_whether_a_permit_applies_is_asked_once_per_roles_and_action(
 
 
 def _candidates(request: PolicyRequest) -> int:
-    from tre_platform.policy.entities import build
-
     return len(build(request).candidates)
 
 
@@ -177,3 +177,76 @@ def test_a_permit_not_decided_by_roles_alone_is_always_asked(tmp_path: Path, per
     )
     engine = PolicyEngine.load(tmp_path)
     assert engine._permit_memo is None
+
+
+# The parsed entities of a dataset ----------------------------------------------------------------
+
+
+def _store(entities: cedarpy.Entities) -> list[str]:
+    """An entity store as sorted JSON lines, to compare two stores whatever their order."""
+    return sorted(json.dumps(entity, sort_keys=True) for entity in json.loads(str(entities)))
+
+
+def test_a_store_on_a_cached_dataset_part_is_the_whole_store_parsed(policy_engine: PolicyEngine) -> None:
+    cached = PolicyEngine(policy_engine.bundle, cache_size=0)
+    plain = PolicyEngine(policy_engine.bundle, cache_size=0, entity_cache_size=0)
+    requests = _requests()
+    with clock.frozen(NOW):
+        for request in requests * 2:  # the second round builds on cached parts
+            cedar_input = build(request)
+            assert _store(cached.entity_store(cedar_input)) == _store(plain.entity_store(cedar_input))
+            assert cached.evaluate(request) == plain.evaluate(request)
+    assert cached.entity_cache is not None and cached.entity_cache.hits >= len(requests)
+
+
+def _read(world_data: dict[str, Any], **overrides: Any) -> PolicyRequest:
+    return World.from_dict(world_data).request(**{**READ, **overrides})
+
+
+def test_requests_about_one_dataset_share_its_parsed_part(
+    policy_engine: PolicyEngine, world_data: dict[str, Any]
+) -> None:
+    engine = PolicyEngine(policy_engine.bundle, cache_size=0)
+    assert engine.entity_cache is not None
+    with clock.frozen(NOW):
+        assert engine.evaluate(_read(world_data)).allowed
+        assert engine.entity_cache.misses == 1
+        engine.evaluate(_read(world_data, user="bob"))  # another user, the same dataset
+        engine.evaluate(_read(world_data, today="2025-06-02"))  # another day
+    assert (engine.entity_cache.hits, engine.entity_cache.misses, len(engine.entity_cache)) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("edit", "policy_id"),
+    [
+        (lambda dsa: dsa.update(revoked=True), "agreement.revoked"),
+        (lambda dsa: dsa.update(purposes=["service_delivery"]), "agreement.purpose"),
+        (lambda dsa: dsa.update(max_tier=1), "tier.agreement"),
+    ],
+    ids=["revoked", "purpose_removed", "tier_lowered"],
+)
+def test_an_edited_agreement_is_parsed_again_and_flips_the_next_decision(
+    policy_engine: PolicyEngine, world_data: dict[str, Any], edit: Any, policy_id: str
+) -> None:
+    engine = PolicyEngine(policy_engine.bundle, cache_size=0)
+    assert engine.entity_cache is not None
+    with clock.frozen(NOW):
+        assert engine.evaluate(_read(world_data)).allowed
+        edit(world_data["agreements"]["DSA-7"])
+        decision = engine.evaluate(_read(world_data))
+    assert not decision.allowed
+    assert policy_id in decision.policy_ids
+    assert engine.entity_cache.misses == 2  # the edited agreement is another store, never the stale one
+
+
+def test_an_agreement_expires_on_its_cached_part_with_no_job_running(
+    policy_engine: PolicyEngine, world_data: dict[str, Any]
+) -> None:
+    engine = PolicyEngine(policy_engine.bundle, cache_size=0)
+    assert engine.entity_cache is not None
+    with clock.frozen(NOW):
+        assert engine.evaluate(_read(world_data, today="2026-12-31")).allowed  # DSA-7's last day
+        decision = engine.evaluate(_read(world_data, today="2027-01-01"))
+    assert not decision.allowed
+    assert "agreement.expired" in decision.policy_ids
+    assert (engine.entity_cache.hits, engine.entity_cache.misses) == (1, 1)  # same part, new day
