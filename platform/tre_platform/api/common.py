@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
-from tre_platform.api.audit.service import record
+from tre_platform.api.audit.service import record, record_kept
 from tre_platform.api.users.models import Role
 from tre_platform.db.base import Base
 from tre_platform.errors import Forbidden, NotFound, Unauthenticated
@@ -101,11 +101,17 @@ def audit(
     target_type: str | None = None,
     decision: str | None = None,
     reasons: list[str] | None = None,
+    kept: bool = False,
     **details: Any,
 ) -> None:
-    """Record ``action`` by ``actor`` on ``target`` in the current transaction."""
+    """Record ``action`` by ``actor`` on ``target`` in the current transaction.
+
+    ``kept=True`` for what cannot be undone by a rollback (files deleted, a view removed, a server
+    stopped): the event then survives whatever becomes of the transaction or its savepoint, because
+    the effect it records does (see :func:`record_kept`).
+    """
     target_id = str(getattr(target, "id", "") or "") if target is not None else ""
-    record(
+    (record_kept if kept else record)(
         session,
         actor=actor.label[:64],
         action=action,

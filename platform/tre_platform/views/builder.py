@@ -246,7 +246,7 @@ def build_views(
         for stale in sorted(_published(target) - listed):
             _remove_view(target, stale)
             reason = f"dataset {stale} is no longer in the approval of project {project.code}"
-            audit(session, actor, "view.remove", project, reasons=[reason], dataset=stale)
+            audit(session, actor, "view.remove", project, reasons=[reason], dataset=stale, kept=True)
             outcomes.append(ViewOutcome(stale, "removed", (reason,)))
         _collect_garbage(target)
         if gid is not None:
@@ -285,7 +285,13 @@ def _one_view(
         if present:
             _remove_view(target, dataset.name)
             audit(
-                session, actor, "view.remove", project, reasons=list(decision.reasons), dataset=dataset.name
+                session,
+                actor,
+                "view.remove",
+                project,
+                reasons=list(decision.reasons),
+                dataset=dataset.name,
+                kept=True,  # the files are gone whatever becomes of the caller's transaction
             )
             return ViewOutcome(dataset.name, "removed", tuple(decision.reasons))
         return ViewOutcome(dataset.name, "denied", tuple(decision.reasons))

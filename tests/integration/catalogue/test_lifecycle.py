@@ -168,6 +168,37 @@ def test_sweep_honours_retention_and_agreements(session: Session, wworld: Worksp
     assert _actions(session).count("dataset.sweep") == 5
 
 
+def test_a_failed_sweep_step_keeps_the_audit_of_what_it_could_not_undo(
+    session: Session, wworld: WorkspaceWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files and views deleted by a destroy stay deleted when a later part of the step fails and its
+    savepoint rolls back: the log must still say so, although the version itself stays live."""
+    from tre_platform.api.audit.service import verify
+    from tre_platform.errors import TreError
+
+    build(session, wworld.p1)
+    research = Path(wworld.lfs.versions[0].path)
+    wworld.lfs.retention_days, wworld.lfs.archive_days = 30, 0
+    wworld.lfs_agreement.valid_to = clock.today() + dt.timedelta(days=5)
+    session.commit()
+
+    def servers_unreachable(*_: object) -> None:
+        raise TreError("the hub did not answer")
+
+    monkeypatch.setattr(lifecycle, "_enforce", servers_unreachable)
+    with clock.frozen(_at(35)):
+        result = lifecycle.sweep(session, Actor.system("scheduler"))
+        session.commit()
+    assert result.steps == [] and result.problems == [f"{wworld.lfs.name} v1: the hub did not answer"]
+    assert not research.exists() and not view_path(wworld.p1, wworld.lfs).exists()
+    actions = _actions(session)
+    assert actions.count("view.remove") == 1 and actions.count("dataset.version.destroy") == 1
+    assert verify(session).ok
+    # The lifecycle row went with the savepoint, so the next sweep finds the version live and retries.
+    (state,) = lifecycle.version_lifecycles(session, Actor.system("t"), wworld.lfs.name)
+    assert state.state == "live"
+
+
 def test_other_organisations_and_researchers_are_refused(session: Session, wworld: WorkspaceWorld) -> None:
     other_owner = _owner(session, wworld.lfs)
     researcher = Actor.of(wworld.alice)

@@ -253,6 +253,7 @@ def _remove_views(session: Session, actor: Actor, version: DatasetVersion, why: 
             reasons=[why],
             dataset=name,
             dataset_version=version.version,
+            kept=True,  # the view's files are gone even if this step is rolled back
         )
         removed.append(RemovedView(project=code, view=name))
     return removed
@@ -489,6 +490,7 @@ def destroy_version(
         bytes=size,
         views_removed=[f"{v.project}/{v.view}" for v in views],
         index_entries_removed=index_removed,
+        kept=True,  # the files are deleted even if this step is rolled back
     )
     _enforce(session, actor, views)
     return LifecycleStepOut(
