@@ -189,7 +189,9 @@ def compare(rows: int, seed: int) -> list[dict[str, Any]]:
 
 def _big_child(n_rows: int, n_cols: int, seed: int, conn: Any) -> None:
     df = make_big_data(n_rows, n_cols, seed)
+    cpu = time.process_time()
     result, seconds = timed(lambda: protect_table(df, "area", "code"))
+    cpu = time.process_time() - cpu
     need = result.rules.required_count_width
     # The attacker's own audit, from the published table alone (not from our recorded intervals).
     seen = attacker_intervals(result.table.astype(float))
@@ -198,6 +200,7 @@ def _big_child(n_rows: int, n_cols: int, seed: int, conn: Any) -> None:
     conn.send(
         {
             "seconds": seconds,
+            "cpu_seconds": cpu,
             "microdata_rows": len(df),
             "cells": int(result.table.size),
             "primary": sum(1 for c in result.cells.values() if c.primary),
@@ -231,7 +234,12 @@ def big(n_rows: int, n_cols: int, seed: int, limit: float) -> dict[str, Any]:
 
 
 def report(
-    console: Console, rows: int, results: list[dict[str, Any]], large: dict[str, Any], shape: str
+    console: Console,
+    rows: int,
+    results: list[dict[str, Any]],
+    large: dict[str, Any],
+    shape: str,
+    load: tuple[tuple[float, ...], tuple[float, ...]],
 ) -> None:
     table = Table(title=f"Disclosure control: ACRO {metadata.version('acro')} vs tre ({rows:,} rows)")
     for col in (
@@ -301,6 +309,12 @@ def report(
         f"Target 2, the large table under 10 s: "
         f"{'met' if large['finished'] and large['seconds'] < 10 else 'MISSED'}."
     )
+    # Wall-clock seconds on a shared machine depend on its load: print it, and the large run's CPU time.
+    cpu = f"; the large table took {large['cpu_seconds']:.2f} s of CPU" if large["finished"] else ""
+    console.print(
+        f"Load average (1, 5, 15 min) {' / '.join(f'{x:.2f}' for x in load[0])} at the start, "
+        f"{' / '.join(f'{x:.2f}' for x in load[1])} at the end, on {os.cpu_count()} cores{cpu}."
+    )
     console.print(
         "Recovered / under-protected: an attacker with the published table, its true margins (ACRO "
         "releases its 1-D tables too) and, for means, the count table, solves an LP for each suppressed "
@@ -318,11 +332,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     console = Console(width=160)
+    load_start = os.getloadavg()
     with console.status("ACRO and tre on the 20x10 tables..."):
         results = compare(args.rows, args.seed)
     with console.status(f"tre on a {args.big_rows}x{args.big_cols} table..."):
         large = big(args.big_rows, args.big_cols, args.seed, args.limit)
-    report(console, args.rows, results, large, f"{args.big_rows}x{args.big_cols}")
+    load = (load_start, os.getloadavg())
+    report(console, args.rows, results, large, f"{args.big_rows}x{args.big_cols}", load)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ published arcs. The largest increase of a suppressed cell ``u -> v`` is then the
 back to ``u`` through the other suppressed cells (each can grow without limit or shrink to zero), and its
 largest decrease the maximum flow from ``u`` to ``v``, at most the cell itself (Gusfield, "A graph
 theoretic approach to statistical data security", SIAM J. Comput. 1988). Those intervals come from
-``scipy.sparse.csgraph.maximum_flow``, exact in integers and much faster than two LPs per cell; every other
-table (magnitudes, insiders, hierarchies, 1-D) uses the LP.
+``scipy.sparse.csgraph.maximum_flow``, exact in integers and much faster than two LPs per cell, after
+cheap bounds have settled the ends they can (:class:`_FlowGroup`); every other table (magnitudes, insiders,
+hierarchies, 1-D) uses the LP.
 
 Counts are solved as a continuous LP and the bounds rounded inwards to integers. For 1-D and 2-D tables the
 constraint matrix is totally unimodular, so these are exactly the bounds an integer-aware attacker gets; for
@@ -76,6 +77,8 @@ class Auditor:
         self._models: dict[frozenset[int], _GroupLP] = {}
         self.lp_solves = 0
         self.flow_solves = 0
+        #: Interval ends of count tables settled by the network's bounds, with no flow solved.
+        self.flow_settled = 0
         self._arcs = _network_arcs(structure) if integer else None
 
     def groups(self, suppressed: np.ndarray) -> list[list[int]]:
@@ -151,6 +154,7 @@ class Auditor:
             if network is not None:
                 found = network.intervals(targets)
                 self.flow_solves += network.solves
+                self.flow_settled += network.settled
                 return found
         lp = self._models.get(key)
         if lp is None:
@@ -406,13 +410,46 @@ def _feasible(auditor: Auditor, group: list[int], values: np.ndarray) -> bool:
 
 @dataclass(frozen=True)
 class _Block:
-    """One biconnected block of a flow network, numbered locally; arc j < n grows cell j, n + j shrinks it."""
+    """One biconnected block of a flow network, numbered locally, as a CSR template for batched copies.
+
+    Local arc ``j < n`` grows the block's cell ``j`` (capacity unlimited) and ``n + j`` shrinks it (capacity
+    the cell's value). The arcs are stored sorted by (tail, head) so that copies of the block can be laid
+    side by side straight into a sorted CSR matrix, without a COO conversion per batch.
+    """
 
     nodes: dict[int, int]
     position: dict[int, int]
-    src: np.ndarray
-    dst: np.ndarray
-    cap: np.ndarray
+    src: np.ndarray  #: sorted tails
+    dst: np.ndarray  #: sorted heads
+    cap: np.ndarray  #: sorted capacities
+    slot: np.ndarray  #: local arc j -> its place in the sorted arrays
+    out_degree: np.ndarray  #: arcs leaving each local node
+    rank: np.ndarray  #: place of each sorted arc among its tail's arcs
+
+    @classmethod
+    def build(
+        cls, nodes: dict[int, int], ks: list[int], tails: list[int], heads: list[int], caps: list[int]
+    ) -> _Block:
+        """The block of the group's cells ``ks``, cell j's arc ``tails[j] -> heads[j]`` in local nodes;
+        ``caps`` lists the growth arcs' capacities, then the shrink arcs'."""
+        src = np.asarray(tails + heads, dtype=np.int32)
+        dst = np.asarray(heads + tails, dtype=np.int32)
+        cap = np.asarray(caps, dtype=np.int32)
+        order = np.lexsort((dst, src))
+        slot = np.empty_like(order)
+        slot[order] = np.arange(order.size)
+        out_degree = np.bincount(src, minlength=len(nodes))
+        first = np.concatenate(([0], np.cumsum(out_degree)[:-1]))
+        return cls(
+            nodes=nodes,
+            position={k: j for j, k in enumerate(ks)},
+            src=src[order],
+            dst=dst[order],
+            cap=cap[order],
+            slot=slot,
+            out_degree=out_degree,
+            rank=np.arange(order.size) - first[src[order]],
+        )
 
 
 def edge_blocks(n_nodes: int, edges: list[tuple[int, int]]) -> list[int]:
@@ -475,15 +512,20 @@ class _FlowGroup:
     The residual network of the group's suppressed cells: each cell ``a -> b`` holding ``f`` gives an arc
     ``a -> b`` of unlimited capacity (it may grow) and ``b -> a`` of capacity ``f`` (it may shrink to zero).
     Each question "how far can this cell grow (or shrink)?" is a maximum flow in that network without the
-    cell's own two arcs. Many questions are answered by one call: a batch puts one copy of the network per
-    question side by side, a super-source feeds each copy's start through an arc of capacity ``big`` and
-    each copy's end drains to a super-sink, so the maximum flow of the whole is the sum of the copies' and
-    each copy's share, read on its source arc, is its own answer (``big`` meaning "unbounded"). One call
-    per batch instead of per question removes the per-call overhead of ``maximum_flow``.
+    cell's own two arcs.
+
+    Most questions are settled without a flow (see :meth:`_bounds`): a cell's shrink is at most its value, so
+    flows along the network's 4-cycles that already carry that much prove it can fall to zero; its growth is
+    at most the capacity around either end of its arc, and a flow is solved with exactly that cap, which
+    Dinic's algorithm reaches in few phases. The questions left are batched: one copy of the cell's block
+    per question side by side, a super-source feeding each copy's start through an arc of the question's cap
+    and each copy's end draining to a super-sink, so the maximum flow of the whole is the sum of the copies'
+    and each copy's share, read on its source arc, is its own answer. One call per batch instead of per
+    question removes the per-call overhead of ``maximum_flow``.
     """
 
-    #: Most arcs in one batched network.
-    BATCH_ARCS = 2_000_000
+    #: Most arcs in one batched network (bounds the memory of one call; 0.2M to 1M measured alike).
+    BATCH_ARCS = 1_000_000
 
     def __init__(
         self, cells: list[int], arcs: list[tuple[int, int]], values: list[int], n_nodes: int, big: int
@@ -494,6 +536,7 @@ class _FlowGroup:
         self.n_nodes = n_nodes
         self.big = big
         self.solves = 0
+        self.settled = 0
         self._blocks: list[_Block] = []
         self._block_of: list[int] = []
 
@@ -509,12 +552,8 @@ class _FlowGroup:
             nodes: dict[int, int] = {}
             tails = [nodes.setdefault(self.arcs[k][0], len(nodes)) for k in ks]
             heads = [nodes.setdefault(self.arcs[k][1], len(nodes)) for k in ks]
-            blocks[b] = _Block(
-                nodes=nodes,
-                position={k: j for j, k in enumerate(ks)},
-                src=np.asarray(tails + heads, dtype=np.int64),
-                dst=np.asarray(heads + tails, dtype=np.int64),
-                cap=np.asarray([self.big] * len(ks) + [self.values[k] for k in ks], dtype=np.int64),
+            blocks[b] = _Block.build(
+                nodes, ks, tails, heads, [self.big] * len(ks) + [self.values[k] for k in ks]
             )
         self._blocks = [blocks[b] for b in range(len(blocks))]
         self._block_of = block_of
@@ -550,80 +589,160 @@ class _FlowGroup:
         for cell in group:
             a, b = arcs_of[cell]
             arcs.append((nodes.setdefault(a, len(nodes)), nodes.setdefault(b, len(nodes))))
-        if len(set(arcs)) != len(arcs) or any((b, a) in set(arcs) for a, b in arcs):
+        distinct = set(arcs)
+        if len(distinct) != len(arcs) or any((b, a) in distinct for a, b in arcs):
             return None  # two cells on the same pair of nodes: not this table's network
         return cls(group, arcs, [int(v) for v in values], len(nodes), big)
 
-    def _flows(self, questions: list[tuple[int, int, int]]) -> list[float]:
-        """Maximum flow for each (cell position, start node, end node), without that cell's own arcs."""
+    def _bounds(self, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For the cells at positions ``ks``: a shrink the network surely allows, a growth it cannot exceed.
+
+        Shrink: for a cell ``a -> b``, every other cell ``y -> x`` with cells ``a -> x`` and ``y -> b`` closes
+        a 4-cycle ``a -> x -> y -> b`` through which ``f(y -> x)`` can flow; these paths share only arcs of
+        unlimited capacity, so their sum is a feasible flow (a lower bound on the maximum flow).
+
+        Growth: the flow from ``b`` back to ``a`` cannot exceed what can leave ``b`` (unlimited if a cell
+        starts at ``b``, else the values of the other cells ending at ``b``) nor what can reach ``a``.
+        """
+        from scipy.sparse import csr_array
+
+        tails = np.asarray([a for a, _ in self.arcs], dtype=np.int64)
+        heads = np.asarray([b for _, b in self.arcs], dtype=np.int64)
+        f = np.asarray(self.values, dtype=np.int64)
+        shape = (self.n_nodes, self.n_nodes)
+        grow = csr_array((np.ones_like(f), (tails, heads)), shape=shape)
+        shrink = csr_array((f, (heads, tails)), shape=shape)
+        # back[x, b]: value that can go x -> y -> b; summed over the x that a reaches, for each cell a -> b.
+        back = (shrink @ grow).T.tocsr()
+        a, b, own = tails[ks], heads[ks], f[ks]
+        around = np.asarray(grow[a].multiply(back[b]).sum(axis=1)).reshape(-1)
+        leaving = np.bincount(tails, weights=f, minlength=self.n_nodes).astype(np.int64)
+        entering = np.bincount(heads, weights=f, minlength=self.n_nodes).astype(np.int64)
+        # Paths through the cell's own arcs (x = b or y = a) are not allowed.
+        shrink_at_least = around - leaving[a] - entering[b] + own
+        starts = np.bincount(tails, minlength=self.n_nodes)
+        ends = np.bincount(heads, minlength=self.n_nodes)
+        out_of_b = np.where(starts[b] > 0, np.inf, entering[b] - own)
+        into_a = np.where(ends[a] > 0, np.inf, leaving[a] - own)
+        return shrink_at_least, np.minimum(out_of_b, into_a)
+
+    def _flows(self, questions: list[tuple[int, int, int, int]]) -> list[int]:
+        """Maximum flow, at most ``cap``, for each (cell position, start node, end node, cap), without that
+        cell's own arcs."""
+        if not questions:
+            return []  # every end settled by the bounds: the blocks are not even needed
         if not self._blocks:
             self._split()
-        per_batch = max(1, (2**31 - 1) // self.big - 1)  # the batch's total flow must fit in int32
-        out: list[float] = []
-        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]] = []
-        arcs = nodes = 0
-        for k, start, end in questions:
-            block = self._blocks[self._block_of[k]]
-            cap = block.cap.copy()
-            j = block.position[k]
-            cap[j] = cap[j + len(cap) // 2] = 0  # the cell itself is the one being moved
-            keep = cap > 0
-            pending.append(
-                (
-                    block.src[keep] + nodes,
-                    block.dst[keep] + nodes,
-                    cap[keep],
-                    nodes + block.nodes[start],
-                    nodes + block.nodes[end],
-                )
-            )
-            arcs += int(keep.sum())
-            nodes += len(block.nodes)
-            if arcs >= self.BATCH_ARCS or len(pending) >= per_batch:
-                out.extend(self._solve_batch(pending, nodes))
-                pending, arcs, nodes = [], 0, 0
-        if pending:
-            out.extend(self._solve_batch(pending, nodes))
-        return out
+        # Copies of one block side by side tile into one batch (questions from one start kept together).
+        order = sorted(
+            range(len(questions)), key=lambda i: (self._block_of[questions[i][0]], *questions[i][1:3])
+        )
+        answers = [0] * len(questions)
+        batch: list[int] = []
+        arcs = total = 0
+        for i in order:
+            k, _start, _end, cap = questions[i]
+            size = self._blocks[self._block_of[k]].src.size
+            # The batch's total flow must fit in int32, scipy's capacity type.
+            if batch and (arcs + size > self.BATCH_ARCS or total + cap >= 2**31 - 1):
+                self._solve_batch([questions[j] for j in batch], batch, answers)
+                batch, arcs, total = [], 0, 0
+            batch.append(i)
+            arcs += size
+            total += cap
+        if batch:
+            self._solve_batch([questions[j] for j in batch], batch, answers)
+        return answers
 
     def _solve_batch(
-        self, pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]], nodes: int
-    ) -> list[float]:
+        self, questions: list[tuple[int, int, int, int]], where: list[int], answers: list[int]
+    ) -> None:
         from scipy.sparse import csr_array
         from scipy.sparse.csgraph import maximum_flow
 
-        source, sink = nodes, nodes + 1
-        starts = [p[3] for p in pending]
-        ends = [p[4] for p in pending]
-        q = len(pending)
-        rows = np.concatenate([*(p[0] for p in pending), np.full(q, source), np.asarray(ends)])
-        cols = np.concatenate([*(p[1] for p in pending), np.asarray(starts), np.full(q, sink)])
-        data = np.concatenate([*(p[2] for p in pending), np.full(2 * q, self.big)]).astype(np.int32)
-        graph = csr_array((data, (rows, cols)), shape=(nodes + 2, nodes + 2))
+        # Runs of questions on the same block become one tiled segment.
+        segments: list[tuple[_Block, list[tuple[int, int, int, int]]]] = []
+        for question in questions:
+            block = self._blocks[self._block_of[question[0]]]
+            if segments and segments[-1][0] is block:
+                segments[-1][1].append(question)
+            else:
+                segments.append((block, [question]))
+        degree, rows, rank, heads, caps, starts, ends, limits = [], [], [], [], [], [], [], []
+        base = 0
+        for block, asked in segments:
+            q, width, m = len(asked), len(block.nodes), block.src.size
+            offsets = base + width * np.arange(q)
+            local_end = np.asarray([block.nodes[e] for _k, _s, e, _c in asked])
+            count = np.tile(block.out_degree, q)
+            count[offsets - base + local_end] += 1  # each copy's end also drains to the sink
+            degree.append(count)
+            shift = np.repeat(offsets, m)
+            rows.append(np.tile(block.src, q) + shift)
+            rank.append(np.tile(block.rank, q))
+            heads.append(np.tile(block.dst, q) + shift)
+            cap = np.tile(block.cap, q)
+            own = np.asarray([block.position[k] for k, _s, _e, _c in asked])
+            cap[m * np.arange(q) + block.slot[own]] = 0  # the cell itself is the one being moved
+            cap[m * np.arange(q) + block.slot[own + m // 2]] = 0
+            caps.append(cap)
+            starts.append(offsets + np.asarray([block.nodes[s] for _k, s, _e, _c in asked]))
+            ends.append(offsets + local_end)
+            limits.append(np.asarray([c for _k, _s, _e, c in asked]))
+            base += width * q
+        source, sink = base, base + 1
+        first = np.concatenate(starts)
+        indptr = np.zeros(base + 3, dtype=np.int32)
+        np.cumsum(np.concatenate([*degree, [first.size, 0]]), out=indptr[1:])
+        indices = np.empty(int(indptr[-1]), dtype=np.int32)
+        data = np.empty(int(indptr[-1]), dtype=np.int32)
+        # Straight into sorted CSR: each copy's arcs keep the block's order; the sink (the highest column)
+        # comes last in its end's row, and the source row (the last with arcs) lists the copies' starts.
+        at = indptr[np.concatenate(rows)] + np.concatenate(rank)
+        indices[at] = np.concatenate(heads)
+        data[at] = np.concatenate(caps)
+        last = indptr[np.concatenate(ends) + 1] - 1
+        indices[last] = sink
+        data[last] = self.big
+        indices[indptr[source] :] = first
+        data[indptr[source] :] = np.concatenate(limits)
+        graph = csr_array((data, indices, indptr), shape=(base + 2, base + 2))
+        graph.has_sorted_indices = True
         self.solves += 1
-        flow = maximum_flow(graph, source, sink).flow.tocsr()
+        flow = maximum_flow(graph, source, sink).flow
         lo, hi = flow.indptr[source], flow.indptr[source + 1]
-        sent = dict(zip(flow.indices[lo:hi].tolist(), flow.data[lo:hi].tolist(), strict=True))
-        return [math.inf if (v := sent.get(s, 0)) >= self.big else float(v) for s in starts]
+        sent = np.zeros(base + 2, dtype=np.int64)
+        sent[flow.indices[lo:hi]] = flow.data[lo:hi]
+        for i, value in zip(where, sent[first].tolist(), strict=True):
+            answers[i] = value
 
     def intervals(self, targets: list[int]) -> dict[int, Interval]:
         index = {cell: k for k, cell in enumerate(self.cells)}
-        questions: list[tuple[int, int, int]] = []
-        for cell in targets:
-            k = index[cell]
+        ks = [index[cell] for cell in targets]
+        shrink_at_least, grow_at_most = self._bounds(np.asarray(ks, dtype=np.int64))
+        # Each cell's shrink and growth, settled by the bounds unless a flow is asked for below.
+        shrink = np.minimum(np.asarray(self.values, dtype=float)[ks], shrink_at_least)
+        grow = np.zeros(len(ks))
+        questions: list[tuple[int, int, int, int]] = []
+        asks: list[tuple[np.ndarray, int]] = []
+        for i, k in enumerate(ks):
             a, b = self.arcs[k]
-            questions.append((k, b, a))  # grow: send flow back from b to a
-            if self.values[k] > 0:
-                questions.append((k, a, b))  # shrink: from a to b, at most the cell itself
-        answers = iter(self._flows(questions))
-        out: dict[int, Interval] = {}
-        for cell in targets:
-            k = index[cell]
-            f = float(self.values[k])
-            grow = next(answers)
-            shrink = min(f, next(answers)) if self.values[k] > 0 else 0.0
-            out[cell] = (f - shrink, f + grow)
-        return out
+            f = self.values[k]
+            if shrink_at_least[i] < f:  # not settled by the 4-cycles: from a to b, at most the cell itself
+                questions.append((k, a, b, f))
+                asks.append((shrink, i))
+            if grow_at_most[i] > 0:  # send flow back from b to a, at most the cut around b or a
+                questions.append((k, b, a, int(min(grow_at_most[i], self.big))))
+                asks.append((grow, i))
+        self.settled += 2 * len(ks) - len(questions)
+        flows = self._flows(questions)
+        for (answer, i), (_k, _s, _e, cap), value in zip(asks, questions, flows, strict=True):
+            # A flow that fills an uncapped source arc found a path of unlimited capacity.
+            answer[i] = math.inf if value >= self.big and cap >= self.big else float(value)
+        return {
+            cell: (float(self.values[k]) - float(shrink[i]), float(self.values[k]) + float(grow[i]))
+            for i, (cell, k) in enumerate(zip(targets, ks, strict=True))
+        }
 
 
 def attacker_intervals(

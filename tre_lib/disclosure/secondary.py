@@ -136,18 +136,31 @@ def find_deficits(
     primary: np.ndarray,
     req: Requirement,
     skip: set[tuple[int, tuple[tuple[int, float, float], ...]]] | None = None,
+    met: set[int] | None = None,
 ) -> tuple[list[Deficit], dict[int, Interval]]:
-    """Every under-protected cell: outside attacker first, then (only when those are fine) insiders."""
+    """Every under-protected cell: outside attacker first, then (only when those are fine) insiders.
+
+    ``met`` (updated in place) holds the cells whose outside-attacker interval was wide enough on this
+    pattern or a smaller one: suppressing more cells only removes constraints from the attacker, so their
+    intervals can only have widened and they are not solved again. The intervals returned then cover the
+    other cells only (and every cell when insiders are checked).
+    """
     skip = skip or set()
-    intervals = auditor.intervals(suppressed)
+    check = None if met is None else [c for c in np.flatnonzero(suppressed).tolist() if c not in met]
+    intervals = auditor.intervals(suppressed, only=check)
     out = []
     for cell, (lo, hi) in intervals.items():
         need = required_width(cell, primary, req)
         if not _meets(hi - lo, need):
             out.append(Deficit(cell, hi - lo, need))
+        elif met is not None:
+            met.add(cell)
     out = [d for d in out if d.key not in skip]
     if out:
         return out, intervals
+    if req.insider and check is not None:
+        # The insiders' checks read their own cells' intervals and reuse every cell's plain optimum.
+        intervals = auditor.intervals(suppressed)
     for cell, (known_lo, known_hi) in req.insider.items():
         if not suppressed[cell]:
             continue
@@ -200,9 +213,10 @@ def suppress_secondary(
     suppressed = primary.copy()
     unmet: dict[tuple[int, tuple[tuple[int, float, float], ...]], Deficit] = {}
     intervals: dict[int, Interval] = {}
+    met: set[int] = set()  # the pattern only grows, so a cell once wide enough stays so
     for _ in range(4 * structure.size + 4):
         fix_lone_cells(structure, values, suppressed, primary, req)
-        deficits, intervals = find_deficits(auditor, suppressed, primary, req, skip=set(unmet))
+        deficits, intervals = find_deficits(auditor, suppressed, primary, req, skip=set(unmet), met=met)
         if not deficits:
             break
         worst = max(deficits, key=lambda d: (d.required - d.width) / max(d.required, _TOL))

@@ -31,7 +31,7 @@ def _both(structure: TableStructure, values: np.ndarray, suppressed: np.ndarray)
     lp = Auditor(structure, values, np.zeros(size), np.full(size, np.inf), integer=True)
     lp._arcs = None  # force the LP
     found = flow.intervals(suppressed)
-    assert flow.lp_solves == 0 and flow.flow_solves > 0
+    assert flow.lp_solves == 0 and flow.flow_solves + flow.flow_settled > 0
     return found, lp.intervals(suppressed)
 
 
@@ -49,6 +49,48 @@ def test_hand_worked_rectangle_and_an_unbounded_cell() -> None:
     flow, lp = _both(structure, values, suppressed)
     assert flow == lp
     assert flow[0] == (0.0, np.inf)
+
+
+def test_hand_worked_six_cycle_and_a_bridge_cell() -> None:
+    # Six cells on one cycle r0-c0-r2-c2-r1-c1-r0 (no rectangle among them): the only freedom is
+    # +t on (r0,c0), (r1,c1), (r2,c2) and -t on (r0,c1), (r1,c2), (r2,c0), with t in [-8, 3] ((r1,c1) = 8
+    # and (r1,c2) = 3 may not go negative). (r3,c0) is alone in its row: a bridge of the network, exact.
+    structure, values = _table(np.array([[10, 20, 5], [7, 8, 3], [12, 6, 9], [4, 11, 13]]))
+    suppressed = np.zeros(structure.size, dtype=bool)
+    suppressed[[0, 1, 5, 6, 10, 8, 12]] = True  # 4 columns per row: index = 4 * row + column
+    flow, lp = _both(structure, values, suppressed)
+    expected = {
+        0: (2.0, 13.0),
+        1: (17.0, 28.0),
+        5: (0.0, 11.0),
+        6: (0.0, 11.0),
+        10: (1.0, 12.0),
+        8: (9.0, 20.0),
+        12: (4.0, 4.0),
+    }
+    assert flow == lp == expected
+
+
+def test_four_cycles_settle_shrinks_to_zero_and_flows_answer_the_rest() -> None:
+    # The rectangle of the first test: (a,x) = 20 and (a,z) = 3 can fall to zero along the rectangle itself
+    # (through (b,z) = 35 and (b,x) = 25), so those two ends need no flow; (b,x) and (b,z) cannot (3 and 20
+    # flow, less than their values), and every growth is a flow capped at the cut around the cell.
+    structure, values = _table(np.array([[20, 30, 3], [25, 40, 35], [30, 12, 50]]))
+    size = structure.size
+    rectangle = np.zeros(size, dtype=bool)
+    rectangle[[0, 2, 4, 6]] = True
+    auditor = Auditor(structure, values, np.zeros(size), np.full(size, np.inf), integer=True)
+    assert auditor.intervals(rectangle)[4] == (22.0, 45.0)
+    assert (auditor.flow_settled, auditor.flow_solves) == (2, 1)
+    # The six-cycle has no 4-cycle: every end is a flow.
+    structure, values = _table(np.array([[10, 20, 5], [7, 8, 3], [12, 6, 9]]))
+    cycle = np.zeros(structure.size, dtype=bool)
+    cycle[[0, 1, 5, 6, 10, 8]] = True
+    auditor = Auditor(
+        structure, values, np.zeros(structure.size), np.full(structure.size, np.inf), integer=True
+    )
+    assert auditor.intervals(cycle)[0] == (2.0, 13.0)
+    assert auditor.flow_solves == 1 and auditor.flow_settled == 0
 
 
 TABLES = st.integers(2, 4).flatmap(
@@ -69,6 +111,24 @@ def test_flow_intervals_equal_lp_intervals(case: tuple[np.ndarray, list[bool]]) 
     counts, mask = case
     structure, values = _table(counts)
     flow, lp = _both(structure, values, np.array(mask, dtype=bool)) if any(mask) else ({}, {})
+    assert flow == lp
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TABLES)
+def test_flows_alone_equal_lp_intervals(case: tuple[np.ndarray, list[bool]]) -> None:
+    # With the bounds switched off every interval end is a max-flow question (cell arcs removed per copy).
+    counts, mask = case
+    if not any(mask):
+        return
+    structure, values = _table(counts)
+
+    def nothing_known(self: audit._FlowGroup, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(len(ks)), np.full(len(ks), np.inf)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audit._FlowGroup, "_bounds", nothing_known)
+        flow, lp = _both(structure, values, np.array(mask, dtype=bool))
     assert flow == lp
 
 

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tre_lib.disclosure import attacker_intervals, protect_table
+from tre_lib.disclosure.audit import Auditor
+from tre_lib.disclosure.secondary import Requirement, find_deficits
 from tre_lib.disclosure.structure import MARGIN, TableStructure, as_key
 
 HAND_TABLE = [[20, 30, 3], [25, 40, 35], [30, 12, 50]]
@@ -29,6 +31,29 @@ def test_hand_worked_three_by_three() -> None:
         ("b", "z"): (15, 38),
     }
     assert result.table.loc["a", "All"] == 53 and result.table.loc["All", "z"] == 88
+
+
+def test_cells_once_wide_enough_are_not_audited_again() -> None:
+    # Suppressing more cells only widens intervals, so the search re-audits just the cells still short.
+    structure = TableStructure([("a",), ("b",), ("c",), (MARGIN,)], [("x",), ("y",), ("z",), (MARGIN,)])
+    full = np.zeros((4, 4))
+    full[:3, :3] = HAND_TABLE
+    full[:3, 3], full[3, :3], full[3, 3] = full[:3, :3].sum(1), full[:3, :3].sum(0), full[:3, :3].sum()
+    size = structure.size
+    auditor = Auditor(structure, full.reshape(-1), np.zeros(size), np.full(size, np.inf), integer=True)
+    req = Requirement(np.full(size, 10.0), np.full(size, 10.0))
+    primary = np.zeros(size, dtype=bool)
+    primary[2] = True  # (a,z); index = 4 * row + column
+    pattern = primary.copy()
+    pattern[[0, 4, 6]] = True  # the rectangle (a,x), (b,x), (b,z) of the hand-worked test
+    met: set[int] = set()
+    deficits, intervals = find_deficits(auditor, pattern, primary, req, met=met)
+    assert deficits == [] and met == {0, 2, 4, 6} and intervals[6] == (15.0, 38.0)
+    pattern[8] = True  # (c,x), alone in row c: recoverable from the row total
+    deficits, intervals = find_deficits(auditor, pattern, primary, req, met=met)
+    assert intervals == {8: (30.0, 30.0)}
+    assert deficits == find_deficits(auditor, pattern, primary, req)[0]
+    assert [(d.cell, d.width) for d in deficits] == [(8, 0.0)]
 
 
 def test_primary_only_suppression_is_recoverable_from_margins() -> None:
