@@ -11,10 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +18,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from tre_platform.hub.local import control_plane_command
+from tre_platform.hub.local import serve_control_plane
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -53,25 +49,6 @@ class DemoServer:
     data_dir: Path
     env: dict[str, str]
     logins: dict[str, Login]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    # Poll until the server answers; a crash is reported with its log rather than waited on.
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 - loopback URL
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
@@ -123,26 +100,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory, _browser_database: str
     logins = {d.username: Login(d.username, d.password, d.totp_secret) for d in demo}
     (data_dir / "logins.json").write_text(json.dumps(sorted(logins)))
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            control_plane_command(port),
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_up(url, process, log)
+    with serve_control_plane({**os.environ, **env}, data_dir / "server.log") as (url, _):
         yield DemoServer(url=url, data_dir=data_dir, env=env, logins=logins)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -93,11 +93,50 @@ def wait_for(
         time.sleep(pause)
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 now (a connection error or timeout is a no)."""
     try:
         return httpx.get(url, timeout=5, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@contextlib.contextmanager
+def serve_control_plane(env: Mapping[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The control plane alone, on a free loopback port, with ``env`` as its whole environment.
+
+    Yields its URL (once ``/healthz`` answers) and its process, and stops it afterwards; output goes to
+    ``log``. A process that dies while starting fails at once with the end of its log.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            control_plane_command(port), env=dict(env), stdout=out, stderr=subprocess.STDOUT
+        )
+
+    def dead() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"the control plane exited ({process.returncode}):\n{log.read_text(errors='replace')[-4000:]}"
+
+    try:
+        wait_for("the control plane", lambda: answers(f"{url}/healthz"), alive=dead)
+        yield url, process
+    finally:
+        _terminate(process)
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass
@@ -160,10 +199,10 @@ class LocalDeployment:
                     )
             wait_for(
                 "the control plane",
-                lambda: _answers(f"{deployment.control_plane_url}/healthz"),
+                lambda: answers(f"{deployment.control_plane_url}/healthz"),
                 alive=deployment.dead,
             )
-            wait_for("the hub", lambda: _answers(f"{deployment.hub_url}/hub/health"), alive=deployment.dead)
+            wait_for("the hub", lambda: answers(f"{deployment.hub_url}/hub/health"), alive=deployment.dead)
             yield deployment
         finally:
             deployment.stop()
@@ -183,14 +222,8 @@ class LocalDeployment:
         # The hub first: it stops the single-user servers it started (cleanup_servers).
         for name in ("hub", "control plane"):
             proc = self.processes.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            if proc is not None:
+                _terminate(proc)
 
     def hub_api(self) -> httpx.Client:
         """A client of the hub's REST API with the control plane's service token."""

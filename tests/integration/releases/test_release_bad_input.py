@@ -12,8 +12,6 @@ import os
 import re
 import select
 import socket
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +37,7 @@ from tre_platform.api.releases.models import (
 )
 from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.errors import Conflict
-from tre_platform.hub.local import control_plane_command
+from tre_platform.hub.local import serve_control_plane
 
 GIB = 1 << 30
 
@@ -116,35 +114,11 @@ def test_bad_data_fails_the_server_check_with_a_sentence_and_nothing_is_released
 # A 1 GB upload, streamed to a real server ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[tuple[int, int]]:
     """uvicorn serving the application on a loopback port, on the test database: (port, pid)."""
-    port = _free_port()
-    log = (tmp_path / "server.log").open("wb")
-    command = control_plane_command(port)
-    proc = subprocess.Popen(command, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start; see {log.name}") from None
-                time.sleep(0.3)
-        yield port, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
+    with serve_control_plane(os.environ, tmp_path / "server.log") as (url, process):
+        yield int(url.rsplit(":", 1)[1]), process.pid
 
 
 def _peak_rss(pid: int) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ from compute_views import make_view
 from factories import _cheap_argon2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from workspace_processes import ControlPlane, free_port, start, wait_until
+from workspace_processes import ControlPlane
 
-from tre_platform.hub.local import control_plane_command
+from tre_platform.hub.local import serve_control_plane
 
 __all__ = ["_cheap_argon2"]  # the demo world's users are hashed cheaply (notebook tests seed it)
 
@@ -71,17 +70,5 @@ def control_plane(db_url: str, session: Session, tmp_path: Path) -> Iterator[Con
         TokenCreate(name=f"workspace {project.code}", scopes=WORKSPACE_TOKEN_SCOPES, expires_in_days=1),
     )
     session.commit()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = control_plane_command(port)
-    daemon = start("control plane", command, os.environ, tmp_path / "control-plane.log")
-
-    def healthy() -> bool:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as response:  # noqa: S310 - loopback
-            return bool(response.status == 200)
-
-    try:
-        wait_until(healthy, [daemon], "the control plane answering /healthz")
-        yield ControlPlane(url, token, project.code, project.id, daemon)
-    finally:
-        daemon.stop()
+    with serve_control_plane(os.environ, tmp_path / "control-plane.log") as (url, _):
+        yield ControlPlane(url, token, project.code, project.id)

@@ -9,23 +9,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tre_platform.hub.local import free_port
+
+__all__ = ["ControlPlane", "Daemon", "free_port", "start", "wait_until"]
+
 #: How long a daemon may take to come up before the test fails with its log (a hang guard, not a timing
 #: assertion: two shared cores start a JVM in ~10 s, sometimes much more).
 STARTUP_GRACE_SECONDS = 600
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -71,7 +67,6 @@ class ControlPlane:
     token: str
     project_code: str
     project_id: str
-    daemon: Daemon
 
 
 def start(name: str, command: Sequence[str], env: Mapping[str, str], log: Path) -> Daemon:
