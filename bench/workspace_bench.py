@@ -10,8 +10,10 @@ For each of ``--repeat`` runs (default 5, the median is reported):
 * **peer**: the same Unix user starts a plain ``jupyter lab`` from the same workspace environment, with
   the same ``TRE_*`` environment, no hub; the same page and the same two jobs are timed from its start.
 
-Targets on this machine: JupyterLab ready < 10 s, Spark and Dask usable < 20 s. The deployment (demo
-world, control plane, hub) is set up once before the timings, as the tests do (tests/integration/hub).
+Targets on this machine: JupyterLab ready < 10 s, Spark and Dask usable < 20 s. Both sides start Spark
+with the workspace environment's defaults: the driver's JVM options and its class-data-sharing archive
+(tre_lib/compute/spark_archive.py; before them, Spark usable took 31.5 s here, ADR 0005). The deployment
+(demo world, control plane, hub) is set up once before the timings, as the tests do (tests/integration/hub).
 Needs root, the workspace environment and configurable-http-proxy (``make setup``).
 
 Usage: python bench/workspace_bench.py [--repeat 5]
@@ -140,6 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     if not HUB_READY:
         raise SystemExit("needs root, the workspace environment and configurable-http-proxy (make setup)")
+    load_before = os.getloadavg()[0]
     ours: list[dict[str, float]] = []
     peer: list[dict[str, float]] = []
     console.print("setting up the demo deployment (demo world, control plane, hub) ...")
@@ -168,7 +171,8 @@ def main() -> None:
         )
     console.print(table)
     console.print(
-        f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; each hub run: sign-in with TOTP, "
+        f"cores {os.cpu_count()}, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+        "each hub run: sign-in with TOTP, "
         "spawn form, pre-spawn policy check, server as the researcher's Unix user, proxy, OAuth."
     )
 

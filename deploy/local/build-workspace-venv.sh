@@ -9,6 +9,9 @@
 #
 # Usage: deploy/local/build-workspace-venv.sh [VENV_DIR]      (default /opt/tre/workspace-venv)
 # Idempotent: a stamp file records the hash of the inputs; nothing is reinstalled when they match.
+# Last, a warm-up Spark session writes the driver JVM's class-data-sharing archive (share/tre/, see
+# tre_lib/compute/spark_archive.py): it is valid for exactly these jars and this JDK, so the JDK's build is an
+# input too.
 # Needs root (it writes under /opt); `make setup` calls it.
 set -euo pipefail
 
@@ -45,11 +48,14 @@ if [[ -x "${MAIN_PY}" ]]; then
   "${MAIN_PY}" -m pip freeze --exclude-editable | tr 'A-Z_' 'a-z-' | grep -E "^(${NAMES})==" >"${CONSTRAINTS}" || true
 fi
 
-# The stamp covers the requirement list, the pins and the library's sources.
-STAMP_INPUT="$( { cat "${REQS}" "${CONSTRAINTS}"; cd "${REPO}" && find tre_lib pyproject.toml -type f \
-  -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)"
+# The stamp covers the requirement list, the pins, the library's sources and the JDK.
+STAMP_INPUT="$( { cat "${REQS}" "${CONSTRAINTS}"; java -version 2>&1 || true; cd "${REPO}" && find tre_lib \
+  pyproject.toml -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum \
+  | cut -d' ' -f1)"
 STAMP="${VENV}/.tre-workspace-stamp"
-if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${STAMP_INPUT}" && -x "${VENV}/bin/jupyterhub-singleuser" ]]; then
+ARCHIVE="${VENV}/share/tre/spark-classes.jsa"
+if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${STAMP_INPUT}" && -x "${VENV}/bin/jupyterhub-singleuser" \
+      && -f "${ARCHIVE}" ]]; then
   echo "workspace environment ${VENV} is up to date"
   exit 0
 fi
@@ -68,6 +74,12 @@ WHEELDIR="$(mktemp -d)"
 "${VENV}/bin/python" -m pip wheel -q --no-deps -w "${WHEELDIR}" "${REPO}"
 "${VENV}/bin/python" -m pip install -q --force-reinstall --no-deps "${WHEELDIR}"/tre-*.whl
 rm -rf "${WHEELDIR}"
+
+# Without the archive Spark works, only its first session in a workspace takes ~2-3x longer; the next
+# run of this script tries again (the up-to-date check above wants the archive).
+echo "warming up Spark for its class archive (about a minute) ..."
+"${VENV}/bin/python" -m tre_lib.compute.spark_archive "${ARCHIVE}" \
+  || echo "warning: no Spark class archive (see above); workspaces start Spark without it" >&2
 
 chmod -R go+rX,go-w "${VENV}"
 echo "${STAMP_INPUT}" >"${STAMP}"

@@ -1,4 +1,4 @@
-"""Workspace security, tried for real: eight attempts by a researcher that must fail.
+"""Workspace security, tried for real: nine attempts that must fail.
 
 Every attempt runs with the researcher's own uid and gids on the demo deployment (control plane and
 JupyterHub on loopback, the demo world ingested; see tests/integration/hub/hub_fixtures.py):
@@ -15,6 +15,8 @@ attempt                                                how it is made
 7. keep working after the agreement is revoked         bob's kernel, then ``runuser`` as bob afterwards
 8. join two projects' views on their IDs               ``runuser`` as alice (in both projects) with the
                                                        workspace python: chance-level matches only
+9. fetch rows from a workspace's Spark driver          another Unix user of the host (``nobody``) speaks
+                                                       Spark's block-transfer protocol to alice's driver
 =====================================================  ==================================================
 
 Related checks elsewhere: file modes of each zone (tests/integration/views/test_views_isolation.py), the
@@ -353,3 +355,86 @@ print(json.dumps({{
     assert counts["within"] > 20, counts  # inside one project the same people link
     # Across projects: 256-bit HMACs under unrelated keys; chance agreement is ~n^2 / 2^256, i.e. none.
     assert counts["across"] == 0, counts
+
+
+# Run in alice's kernel: a join whose smaller side Spark broadcasts (its rows then sit in the driver's block
+# manager, served to whoever asks for them by name), then the addresses the driver listens on.
+SPARK_ADDRESSES = """
+import json, tre_lib
+spark = tre_lib.session().spark()
+spark.sql("SELECT /*+ BROADCAST(l) */ count(*) FROM hospital_episodes h "
+          "JOIN labour_force_survey l USING (demographic_id)").first()
+managers = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().keys().mkString(",").split(",")
+driver = spark.conf.get("spark.driver.host") + ":" + spark.conf.get("spark.driver.port")
+print(json.dumps(managers + [driver]))
+"""
+
+# Run as another Unix user: ask each address for broadcast blocks by name (Spark's OpenBlocks message inside
+# an RPC request), then fetch the chunk of any block handed out. No secret: that is the attempt.
+FETCH_BLOCKS = """
+import json, socket, struct
+
+def text(value):
+    raw = value.encode()
+    return struct.pack(">i", len(raw)) + raw
+
+def frame(kind, body):
+    return struct.pack(">qB", 9 + len(body), kind) + body
+
+def read_frame(sock):
+    head = b""
+    while len(head) < 9:
+        more = sock.recv(9 - len(head))
+        if not more:
+            return None, b""
+        head += more
+    length, kind = struct.unpack(">qB", head)
+    body = b""
+    while len(body) < length - 9:
+        more = sock.recv(length - 9 - len(body))
+        if not more:
+            break
+        body += more
+    return kind, body
+
+def attempt(address):
+    host, port = address.rsplit(":", 1)
+    fetched, answers, refusal = 0, [], ""
+    try:
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            for n in range(16):
+                ask = bytes([0]) + text("app") + text("driver") + struct.pack(">i", 1)
+                ask += text(f"broadcast_{n}_piece0")
+                sock.sendall(frame(3, struct.pack(">qi", n, len(ask)) + ask))  # RpcRequest(OpenBlocks)
+                kind, body = read_frame(sock)
+                answers.append(kind)
+                if kind is None:
+                    break
+                if kind == 5 and not refusal:  # RpcFailure
+                    refusal = body[12:200].decode(errors="replace")
+                if kind == 4 and len(body) >= 21:  # RpcResponse(StreamHandle): fetch its first chunk
+                    stream = struct.unpack(">q", body[13:21])[0]
+                    sock.sendall(frame(0, struct.pack(">qi", stream, 0)))  # ChunkFetchRequest
+                    kind, chunk = read_frame(sock)
+                    fetched += len(chunk) if kind == 1 else 0
+    except OSError as exc:
+        answers.append(type(exc).__name__)
+    return {"address": address, "bytes": fetched, "answers": answers, "refusal": refusal}
+
+print(json.dumps([attempt(a) for a in %r]))
+"""
+
+
+def test_9_another_user_cannot_fetch_rows_from_a_workspaces_spark_driver(
+    alice_workspace: HubResearcher,
+) -> None:
+    addresses = json.loads(alice_workspace.run(SPARK_ADDRESSES))
+    # Before: the driver listened on the host's network address and handed out 150 kB of broadcast
+    # blocks (one of them the broadcast side of the join) to `nobody`. Loopback only, and every request
+    # without Spark's authentication is refused.
+    assert addresses and all(a.startswith("127.0.0.1:") for a in addresses), addresses
+    result = _as_researcher("nobody", FETCH_BLOCKS % addresses)
+    assert result.returncode == 0, result.stderr
+    attempts = json.loads(result.stdout)
+    assert all(a["answers"] and a["answers"][0] == 5 for a in attempts), attempts  # reached, refused
+    assert [a["bytes"] for a in attempts] == [0] * len(addresses), attempts

@@ -10,6 +10,9 @@ variable                 meaning
 ``TRE_API_URL``          the control plane, for release requests (``TRE_API_TOKEN`` holds a scoped token)
 ``TRE_PROJECT_ID``       optional: the project's id in the control plane (else looked up by its code)
 ``TRE_SPARK_MASTER``     Spark master URL (default ``local[*]``); ``TRE_SPARK_CONF`` JSON of extra conf
+``TRE_SPARK_CLASS_ARCHIVE``  optional: the driver JVM's class-data-sharing archive (default: the one the
+                         workspace environment was built with, :mod:`tre_lib.compute.spark_archive`;
+                         ``none`` turns it off)
 ``TRE_DASK_SCHEDULER``   Dask scheduler address (default: a LocalCluster in the workspace)
 ``MEM_LIMIT``            bytes the server may use (set by the hub); local Spark and Dask stay below it
 =======================  ===============================================================================
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +43,29 @@ if TYPE_CHECKING:
 
     from tre_lib.outputs import Airlock
     from tre_lib.privacy import DPResult
+
+#: JVM options of every workspace's Spark driver: only the quick C1 compiler and the serial collector, so
+#: JIT and GC threads do not compete with the one thread that starts Spark on a small shared host.
+SPARK_JAVA_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+SPARK_ARCHIVE_NAME = "spark-classes.jsa"
+
+
+def default_archive(prefix: str | os.PathLike[str] = sys.prefix) -> Path:
+    """The Spark driver's class-data-sharing archive of the environment at ``prefix`` (``share/tre/``).
+
+    Made when the workspace environment is built (:mod:`tre_lib.compute.spark_archive`).
+    """
+    return Path(prefix) / "share" / "tre" / SPARK_ARCHIVE_NAME
+
+
+def driver_java_options(archive: Path | None) -> str:
+    """``spark.driver.extraJavaOptions`` for a workspace's driver, with ``archive`` if that file exists."""
+    options = list(SPARK_JAVA_OPTIONS)
+    # Naming a missing archive would turn off even the JDK's own class sharing: only name one that exists.
+    if archive is not None and archive.is_file():
+        options.append(f"-XX:SharedArchiveFile={archive}")
+    return " ".join(options)
+
 
 Engine = Literal["pandas", "polars", "arrow", "dask", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "polars", "arrow", "dask", "spark")
@@ -56,6 +83,7 @@ class WorkspaceConfig:
     project_id: str | None = None
     spark_master: str = "local[*]"
     spark_conf: Mapping[str, str] = field(default_factory=dict)
+    spark_class_archive: Path | None = field(default_factory=default_archive)
     dask_scheduler: str | None = None
     dask_workers: int = 1
     dask_threads: int = 2
@@ -88,11 +116,53 @@ class WorkspaceConfig:
             project_id=env.get("TRE_PROJECT_ID") or None,
             spark_master=env.get("TRE_SPARK_MASTER") or "local[*]",
             spark_conf={str(k): str(v) for k, v in dict(spark_conf).items()},
+            spark_class_archive=_class_archive(env.get("TRE_SPARK_CLASS_ARCHIVE", "")),
             dask_scheduler=env.get("TRE_DASK_SCHEDULER") or None,
             dask_workers=int(env.get("TRE_DASK_WORKERS", "1") or 1),
             dask_threads=int(env.get("TRE_DASK_THREADS", "2") or 2),
             mem_limit=int(mem) if mem.isdigit() else None,
         )
+
+    def spark_settings(self) -> dict[str, str]:
+        """The conf :meth:`Workspace.spark` starts its session with: defaults, then ``TRE_SPARK_CONF``.
+
+        The defaults aim at a first result within seconds on a small shared host; see
+        :mod:`tre_lib.compute.spark_archive` for the driver's JVM options.
+        """
+        conf: dict[str, str] = {
+            "spark.sql.session.timeZone": "UTC",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.warehouse.dir": str(Path(tempfile.gettempdir()) / f"spark-warehouse-{os.getuid()}"),
+            "spark.driver.extraJavaOptions": driver_java_options(self.spark_class_archive),
+        }
+        cores = _local_cores(self.spark_master)
+        if cores is not None:
+            # 200 shuffle partitions (Spark's default, sized for clusters) are 200 tasks per join on a
+            # couple of cores; adaptive execution still coalesces small ones.
+            conf["spark.sql.shuffle.partitions"] = str(2 * cores)
+            # The driver's RPC and block-manager ports would otherwise listen on the host's network
+            # address and hand broadcast and cached blocks (rows of the views) to any process that asks,
+            # another researcher's included. In local mode nothing else needs them: loopback only, and
+            # Spark's authentication, whose secret Spark generates inside this JVM (never on a command
+            # line, which every user can read in /proc).
+            conf["spark.driver.bindAddress"] = "127.0.0.1"
+            conf["spark.driver.host"] = "127.0.0.1"
+            conf["spark.authenticate"] = "true"
+            # Its UI is not reachable through the hub, and would be one more port, without authentication,
+            # showing query plans and their literal values to any user of the host. (A cluster's driver
+            # keeps Spark's default: its deployment decides, see deploy/README.md.)
+            conf["spark.ui.enabled"] = "false"
+            if self.mem_limit:
+                # The driver is the executor in local mode: keep its heap well inside the server's limit.
+                conf["spark.driver.memory"] = f"{max(512, self.mem_limit // (2 * 1024 * 1024))}m"
+        extra = dict(self.spark_conf)
+        java = extra.pop("spark.driver.extraJavaOptions", "")
+        conf.update(extra)
+        if java:
+            # A deployment's JVM options are added after ours (the JVM takes the last of a repeated
+            # option), so setting e.g. a temp dir does not silently lose the fast start.
+            conf["spark.driver.extraJavaOptions"] = f"{conf['spark.driver.extraJavaOptions']} {java}"
+        return conf
 
 
 @dataclass(frozen=True)
@@ -125,6 +195,23 @@ class DatasetInfo:
             note = " [project ID: joins inside this project only]" if column.project_id_column else ""
             lines.append(f"  - {column.name}: {column.type}{note} {column.description}".rstrip())
         return "\n".join(lines)
+
+
+def _class_archive(setting: str) -> Path | None:
+    """``TRE_SPARK_CLASS_ARCHIVE``: empty for the environment's own archive, ``none`` for no archive."""
+    setting = setting.strip()
+    if not setting:
+        return default_archive()
+    return None if setting.lower() == "none" else Path(setting)
+
+
+def _local_cores(master: str) -> int | None:
+    """The cores of a local master (``local``, ``local[4]``, ``local[*]``, ``local[4,2]``), else None."""
+    found = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master.strip())
+    if found is None:
+        return None
+    cores = found.group(1) or "1"
+    return (os.cpu_count() or 1) if cores == "*" else max(1, int(cores))
 
 
 def sql_name(dataset: str) -> str:
@@ -274,18 +361,7 @@ class Workspace:
             except ImportError as exc:  # pragma: no cover - pyspark is in the workspace environment
                 raise WorkspaceError("pyspark is not installed in this environment") from exc
             builder = SparkSession.builder.master(self.config.spark_master).appName(f"tre-{self.project}")
-            conf: dict[str, str] = {
-                "spark.sql.session.timeZone": "UTC",
-                "spark.ui.showConsoleProgress": "false",
-                "spark.sql.warehouse.dir": str(
-                    Path(tempfile.gettempdir()) / f"spark-warehouse-{os.getuid()}"
-                ),
-            }
-            if self.config.mem_limit and self.config.spark_master.startswith("local"):
-                # The driver is the executor in local mode: keep its heap well inside the server's limit.
-                conf["spark.driver.memory"] = f"{max(512, self.config.mem_limit // (2 * 1024 * 1024))}m"
-            conf.update(self.config.spark_conf)
-            for key, value in conf.items():
+            for key, value in self.config.spark_settings().items():
                 builder = builder.config(key, value)
             self._spark = builder.getOrCreate()
         for info in self.datasets():

@@ -120,6 +120,15 @@ class TreSpawner(LocalProcessSpawner):
     def _default_cmd(self) -> list[str]:
         return [os.path.join(self.workspace_venv, "bin", "jupyterhub-singleuser")]
 
+    @default("args")
+    def _default_args(self) -> list[str]:
+        # JupyterLab would fetch its news feed and PyPI's latest release from the internet when it opens:
+        # a workspace has no business reaching out (and locally nothing blocks egress, ADR 0005 §9).
+        return [
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
+
     @default("options_form")
     def _default_options_form(self) -> Callable[[Any], Any]:
         return lambda spawner: spawner._projects_form()

@@ -7,7 +7,9 @@ Needs root (the hub starts servers as other users), the workspace environment
 
 from __future__ import annotations
 
+import json
 import pwd
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,8 @@ from tre_platform.settings import get_settings
 from tre_platform.views import build_views
 from tre_platform.views.enforce import enforce_access
 from tre_platform.views.storage import unix_username
+
+_CONFIG_DATA = re.compile(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', re.S)
 
 
 @pytest.mark.slow
@@ -48,6 +52,11 @@ def test_a_researcher_signs_in_picks_a_project_and_gets_a_server_on_only_its_vie
     assert environ["TRE_API_TOKEN"] and environ["TRE_API_URL"]
     pid = int(server["state"]["pid"])
     assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam(unix_username(alice.username)).pw_uid
+    # JupyterLab asks the internet for nothing: its news feed is off and it checks no newer release.
+    lab = alice.browser.get(f"/user/{alice.username}/lab")
+    page = json.loads(_CONFIG_DATA.search(lab.text).group(1))  # type: ignore[union-attr]
+    assert page["news"] == {"disabled": True}
+    assert alice.browser.get(f"/user/{alice.username}/lab/api/update").json()["notification"] is None
     service = HubClient(f"{hub.hub_url}/hub/api", hub.service_token)
 
     # The owner revokes an agreement: the view goes and the running server is stopped.

@@ -17,6 +17,7 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,6 +191,20 @@ def _ours() -> tuple[set[str], set[str]]:
     return users, groups
 
 
+def _wait_until_no_processes(uid: int, grace: float = 60.0) -> None:
+    """Wait (up to ``grace`` seconds, then give up quietly) until no process runs as ``uid``."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        owners = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.isdigit():
+                    owners.append(entry.stat().st_uid)
+        if uid not in owners:
+            return
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def unix_accounts_cleanup() -> Iterator[None]:
     """Delete every tre-u-*/tre-p-* user and group created inside the block."""
@@ -199,6 +214,9 @@ def unix_accounts_cleanup() -> Iterator[None]:
     finally:
         users_after, _ = _ours()
         for name in sorted(users_after - users_before):
+            # userdel refuses a user with processes: a stopped server's kernel and Spark JVM may still be
+            # exiting (or not yet reaped) for a moment, which left the account behind for the next run.
+            _wait_until_no_processes(pwd.getpwnam(name).pw_uid)
             subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
         _, groups_left = _ours()
         for name in sorted(groups_left - groups_before):

@@ -117,8 +117,11 @@ def test_a_starter_notebook_runs_top_to_bottom(
 def airlock_workspace(
     control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> ControlPlane:
-    """A workspace environment as the hub sets it (no TRE_PROJECT_ID: the code is enough)."""
-    views = write_views(tmp_path / "views", control_plane.project_code)
+    """A workspace environment as the hub sets it (no TRE_PROJECT_ID: the code is enough), on the views
+    the control plane holds for the project (it recomputes a table from the view its spec names)."""
+    from tre_platform.views.builder import views_dir
+
+    views = write_views(views_dir(control_plane.project_code), control_plane.project_code)
     workspace_environ(monkeypatch, control_plane.project_code, views)
     monkeypatch.setenv("TRE_API_URL", control_plane.url)
     monkeypatch.setenv("TRE_API_TOKEN", control_plane.token)
@@ -143,7 +146,9 @@ def test_the_release_notebook_submits_a_protected_table_to_the_airlock(
     (staged,) = request.files
     assert staged.name == "episodes-by-chapter.csv"
     assert staged.spec["index"] == ["diagnosis_chapter"] and staged.spec["dataset"] == "hospital_episodes"
-    # The server re-ran the checks on the submitted rows and agrees with the workspace's suppression.
+    # The server recomputed the table from its own copy of the view, not from the submitted rows, and
+    # agrees with the workspace's suppression.
+    assert staged.server_check["record"]["source"]["recomputed_from_source"] is True
     assert request.check_status == "review"
 
 
