@@ -26,6 +26,7 @@ deeper hierarchies an integer programme could be slightly tighter (documented li
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,9 +81,36 @@ class Auditor:
         #: Interval ends of count tables settled by the network's bounds, with no flow solved.
         self.flow_settled = 0
         self._arcs = _network_arcs(structure) if integer else None
+        #: Plain optima kept as whole tables with the cells they moved, when :meth:`keep_witnesses` is on.
+        self._witnesses: deque[tuple[np.ndarray, np.ndarray]] | None = None
+        self._last_groups: tuple[bytes, list[list[int]]] | None = None
+
+    def keep_witnesses(self, most: int = 4096) -> None:
+        """Keep every plain optimum found from now on as a whole table (see :meth:`witnesses`)."""
+        self._witnesses = deque(maxlen=most)
+
+    def witnesses(self, suppressed: np.ndarray) -> np.ndarray:
+        """Tables the attacker cannot rule out on the pattern ``suppressed``, one per row: the true table and
+        every kept optimum whose group lies inside the pattern (its other cells at their true values).
+
+        Only meaningful on the true values (secondary suppression): such a table agrees with every published
+        cell of the pattern, so it is feasible for the attacker of this pattern and of any larger one, and
+        a spread among them proves an interval at least that wide without solving an LP.
+        """
+        kept = [table for moved, table in self._witnesses or () if suppressed[moved].all()]
+        return np.vstack([self.values, *kept]) if kept else self.values[None, :]
 
     def groups(self, suppressed: np.ndarray) -> list[list[int]]:
-        """Suppressed cells split into groups linked by shared equations."""
+        """Suppressed cells split into groups linked by shared equations (do not modify the lists)."""
+        # One pattern is asked about many times in a row (each insider's check, each trial complement).
+        pattern = np.packbits(suppressed).tobytes()
+        if self._last_groups is not None and self._last_groups[0] == pattern:
+            return self._last_groups[1]
+        found = self._split_groups(suppressed)
+        self._last_groups = (pattern, found)
+        return found
+
+    def _split_groups(self, suppressed: np.ndarray) -> list[list[int]]:
         parent = {int(i): int(i) for i in np.flatnonzero(suppressed)}
 
         def find(i: int) -> int:
@@ -191,6 +219,10 @@ class Auditor:
                     value, point = lp.optimise(j, sign)
                     ends.append(value)
                     points.append(point)
+                    if plain is not None and point is not None and self._witnesses is not None:
+                        table = self.values.copy()
+                        table[group] = point
+                        self._witnesses.append((np.asarray(group), table))
                 if plain is not None:
                     plain[cell] = points
                 lo, hi = min(ends), max(ends)
@@ -245,7 +277,8 @@ class _GroupLP:
                         known += coef * auditor.values[member]
                 rows.append(list(coefs.items()))
                 rhs.append(-known)
-        bounds = [(float(auditor.lower[c]), float(auditor.upper[c])) for c in group]
+        lower, upper = auditor.lower[group], auditor.upper[group]
+        bounds = list(zip(lower.tolist(), upper.tolist(), strict=True))
         if not rows:
             return cls(position, bounds, 1.0, None)
         b_eq = np.asarray(rhs)
@@ -257,14 +290,14 @@ class _GroupLP:
         highs.setOptionValue("output_flag", False)
         # Presolve would rebuild the model on every objective change and lose the warm start.
         highs.setOptionValue("presolve", "off")
-        inf = highspy.kHighsInf
         n = len(group)
         lp = highspy.HighsLp()
         lp.num_col_ = n
         lp.num_row_ = len(rows)
         lp.col_cost_ = np.zeros(n)
-        lp.col_lower_ = np.array([-inf if np.isneginf(lo) else lo / scale for lo, _ in bounds])
-        lp.col_upper_ = np.array([inf if np.isposinf(hi) else hi / scale for _, hi in bounds])
+        # HiGHS's infinity is IEEE infinity (highspy.kHighsInf == inf), so infinite bounds scale as they are.
+        lp.col_lower_ = lower / scale
+        lp.col_upper_ = upper / scale
         lp.row_lower_ = b_eq / scale
         lp.row_upper_ = b_eq / scale
         # Row-wise sparse matrix: one equation per row.

@@ -14,7 +14,8 @@ heuristic follows the classic "cheapest complement, then audit" scheme; the LP a
    ``x1`` (and, as sole contributor, the whole cell), so the cell lies in ``[max(lo, x1), hi]`` for them and
    the LP is re-solved with that knowledge to check every other sensitive (primary) cell linked to it
    (tau-Argus's protection against a contributor who subtracts their own contribution, applied through the
-   whole pattern).
+   whole pattern). A requirement met once stays met as the pattern grows, and most are proved met without
+   an LP by tables the attacker cannot rule out (:func:`_spread_for_insider`); the rest are solved exactly.
 3. For the worst under-protected cell, try the cheapest few complement candidates linked to its group, each
    followed by the structural pass, and keep the cheapest that protects it (else the one that widens it most
    per unit cost). Adding a suppressed cell only removes constraints from the attacker, so intervals never
@@ -33,6 +34,12 @@ from tre_lib.disclosure.structure import TableStructure
 
 _TOL = 1e-7
 _TRIALS = 8
+
+
+#: Who an attacker is: the bounds they know on some cells, as (cell, lower, upper); empty for an outsider.
+Knowledge = tuple[tuple[int, float, float], ...]
+#: One requirement: a cell's interval as one attacker sees it.
+DeficitKey = tuple[int, Knowledge]
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,10 @@ class Deficit:
     cell: int
     width: float
     required: float
-    knowledge: tuple[tuple[int, float, float], ...] = ()
+    knowledge: Knowledge = ()
 
     @property
-    def key(self) -> tuple[int, tuple[tuple[int, float, float], ...]]:
+    def key(self) -> DeficitKey:
         """Identity of the requirement (cell and attacker), whatever the current width."""
         return (self.cell, self.knowledge)
 
@@ -135,54 +142,151 @@ def find_deficits(
     suppressed: np.ndarray,
     primary: np.ndarray,
     req: Requirement,
-    skip: set[tuple[int, tuple[tuple[int, float, float], ...]]] | None = None,
-    met: set[int] | None = None,
+    skip: set[DeficitKey] | None = None,
+    met: set[DeficitKey] | None = None,
 ) -> tuple[list[Deficit], dict[int, Interval]]:
     """Every under-protected cell: outside attacker first, then (only when those are fine) insiders.
 
-    ``met`` (updated in place) holds the cells whose outside-attacker interval was wide enough on this
-    pattern or a smaller one: suppressing more cells only removes constraints from the attacker, so their
-    intervals can only have widened and they are not solved again. The intervals returned then cover the
-    other cells only (and every cell when insiders are checked).
+    ``met`` (updated in place) holds the requirements (a :attr:`Deficit.key`: cell and attacker) found met on
+    this pattern or a smaller one. Suppressing more cells only removes constraints from every attacker (an
+    insider's knowledge is a fixed bound on their own cell, which stays suppressed), so those intervals can
+    only have widened and are not solved again. The intervals returned are the outside attacker's, for the
+    cells solved (every suppressed cell when ``met`` is None).
     """
     skip = skip or set()
-    check = None if met is None else [c for c in np.flatnonzero(suppressed).tolist() if c not in met]
+    check = None if met is None else [c for c in np.flatnonzero(suppressed).tolist() if (c, ()) not in met]
+    memo: set[DeficitKey] = set() if met is None else met
     intervals = auditor.intervals(suppressed, only=check)
     out = []
     for cell, (lo, hi) in intervals.items():
         need = required_width(cell, primary, req)
         if not _meets(hi - lo, need):
             out.append(Deficit(cell, hi - lo, need))
-        elif met is not None:
-            met.add(cell)
+        else:
+            memo.add((cell, ()))
     out = [d for d in out if d.key not in skip]
-    if out:
+    if out or not req.insider:
         return out, intervals
-    if req.insider and check is not None:
-        # The insiders' checks read their own cells' intervals and reuse every cell's plain optimum.
-        intervals = auditor.intervals(suppressed)
-    for cell, (known_lo, known_hi) in req.insider.items():
-        if not suppressed[cell]:
-            continue
-        lo, hi = intervals[cell]
-        need = required_width(cell, primary, req)
-        # Own cell: the contributor knows the cell is at least their own value.
-        own = hi - max(lo, known_lo)
-        if not _meets(own, need):
-            out.append(Deficit(cell, own, need, ((cell, known_lo, np.inf),)))
-        if known_lo <= lo + _TOL * max(1.0, abs(lo)) and np.isposinf(known_hi):
-            continue  # their knowledge adds nothing the outside attacker lacks
-        knowledge = {cell: (known_lo, known_hi)}
-        linked = [c for c in auditor.group_of(cell, suppressed) if primary[c] and c != cell]
-        seen = auditor.intervals(suppressed, knowledge=knowledge, only=linked) if linked else {}
-        for other, (olo, ohi) in seen.items():
-            # Complements are not sensitive: an insider who already knows their own cell may learn them.
-            if other == cell or not primary[other]:
-                continue
-            other_need = required_width(other, primary, req)
-            if not _meets(ohi - olo, other_need):
-                out.append(Deficit(other, ohi - olo, other_need, ((cell, known_lo, known_hi),)))
+    out = _insider_deficits(auditor, suppressed, primary, req, memo)
     return [d for d in out if d.key not in skip], intervals
+
+
+def _insider_deficits(
+    auditor: Auditor, suppressed: np.ndarray, primary: np.ndarray, req: Requirement, met: set[DeficitKey]
+) -> list[Deficit]:
+    """What the largest contributor of each suppressed primary cell learns, about their own cell and about the
+    other primary cells linked to it; requirements in ``met`` are skipped and the ones found met are added.
+
+    Most requirements are settled without an LP: the true table and the plain optima found so far (for this
+    pattern or a smaller one, :meth:`Auditor.witnesses`) are tables the outside attacker cannot rule out;
+    moved towards the true table until they agree with what the insider knows, they are tables the insider
+    cannot rule out either, so their spread in a cell is a lower bound on the insider's interval. Only the
+    requirements that bound leaves short are solved, exactly as before.
+    """
+    insiders = [(cell, known) for cell, known in req.insider.items() if suppressed[cell]]
+    if not insiders:
+        return []
+    # Per cell, the primary cells of its group. Complements are not sensitive: an insider who already knows
+    # their own cell may learn them.
+    sensitive_of: dict[int, list[int]] = {}
+    for group in auditor.groups(suppressed):
+        sensitive = [c for c in group if primary[c]]
+        sensitive_of.update(dict.fromkeys(group, sensitive))
+    tables = auditor.witnesses(suppressed)
+    extremes = np.vstack([np.argmax(tables, axis=0), np.argmin(tables, axis=0)])
+    pending: dict[int, list[int]] = {}
+    for cell, (known_lo, known_hi) in insiders:
+        own_key = (cell, ((cell, known_lo, np.inf),))
+        if own_key not in met:
+            column = tables[:, cell]
+            # Their interval of their own cell is [max(lo, known_lo), hi], with lo <= min and hi >= max.
+            if _meets(float(column.max() - max(column.min(), known_lo)), required_width(cell, primary, req)):
+                met.add(own_key)
+        knows = ((cell, known_lo, known_hi),)
+        linked = [c for c in sensitive_of[cell] if c != cell and (c, knows) not in met]
+        # First each cell's own extreme tables, then every table for the cells still short.
+        for rows in (extremes[:, linked], None):
+            if not linked:
+                break
+            spread = _spread_for_insider(tables, cell, (known_lo, known_hi), linked, rows)
+            for other, width in zip(linked, spread.tolist(), strict=True):
+                if _meets(width, required_width(other, primary, req)):
+                    met.add((other, knows))
+            linked = [c for c in linked if (c, knows) not in met]
+        pending[cell] = linked
+    ask = [c for c, (lo, _hi) in insiders if pending[c] or (c, ((c, lo, np.inf),)) not in met]
+    plain = auditor.intervals(suppressed, only=ask) if ask else {}
+    out = []
+    for cell, (known_lo, known_hi) in insiders:
+        if cell not in plain:
+            continue  # everything about this insider was settled above
+        lo, hi = plain[cell]
+        need = required_width(cell, primary, req)
+        own_key = (cell, ((cell, known_lo, np.inf),))
+        if own_key not in met:
+            # Own cell: the contributor knows the cell is at least their own value.
+            own = hi - max(lo, known_lo)
+            if _meets(own, need):
+                met.add(own_key)
+            else:
+                out.append(Deficit(cell, own, need, own_key[1]))
+        knows = ((cell, known_lo, known_hi),)
+        linked = pending[cell]
+        if not linked:
+            continue
+        if known_lo <= lo + _TOL * max(1.0, abs(lo)) and np.isposinf(known_hi):
+            # Their knowledge adds nothing the outside attacker lacks: they see the plain intervals.
+            met.update((other, knows) for other in linked if (other, ()) in met)
+            continue
+        seen = auditor.intervals(suppressed, knowledge={cell: (known_lo, known_hi)}, only=linked)
+        for other in linked:
+            olo, ohi = seen[other]
+            other_need = required_width(other, primary, req)
+            if _meets(ohi - olo, other_need):
+                met.add((other, knows))
+            else:
+                out.append(Deficit(other, ohi - olo, other_need, knows))
+    return out
+
+
+def _spread_for_insider(
+    tables: np.ndarray, cell: int, known: Interval, others: list[int], rows: np.ndarray | None = None
+) -> np.ndarray:
+    """A lower bound on the width of each of ``others``' intervals for an attacker who also knows that
+    ``cell`` lies in ``known``, from ``tables`` (one per row, the true table first) that the plain attacker
+    cannot rule out; ``rows`` (one column per other cell) limits the tables tried for each cell.
+
+    The plain attacker's feasible tables form a convex set, so every point on the segment between two of
+    them is feasible too; the points of such a segment where ``cell`` lies in ``known`` are tables this
+    insider cannot rule out either. Each table is joined to three anchors (the true table, which the insider
+    can never rule out, and the tables where ``cell`` is largest and smallest, so that a table on either
+    side of ``known`` has a partner across it) and moved along the segment only as far as ``known`` needs.
+    The spread of the tables found, per cell, is a width the insider's interval has at least.
+    """
+    lo, hi = known
+    x = tables[:, cell]
+    anchors = tables[[0, int(np.argmax(x)), int(np.argmin(x))]]
+    # Segment a + t (p - a), t in [0, 1], for every anchor a and table p: the t where ``cell`` is in known.
+    a_x = anchors[:, cell][:, None]
+    d = x[None, :] - a_x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_lo, to_hi = (lo - a_x) / d, (hi - a_x) / d
+    flat = d == 0
+    inside_a = (lo <= a_x) & (a_x <= hi)
+    t_max = np.where(flat, np.where(inside_a, 1.0, -np.inf), np.minimum(1.0, np.where(d > 0, to_hi, to_lo)))
+    t_min = np.where(flat, 0.0, np.maximum(0.0, np.where(d > 0, to_lo, to_hi)))
+    ok = t_min <= t_max
+    t = np.where(ok, t_max, 0.0)
+    cols = np.asarray(others)
+    if rows is None:  # every table for every cell: (anchor, table, cell) by broadcasting
+        values, step, valid = tables[:, cols][None], t[:, :, None], ok[:, :, None]
+    else:
+        values, step, valid = tables[rows, cols][None], t[:, rows], ok[:, rows]
+    base = anchors[:, cols][:, None, :]
+    mixed = base + step * (values - base)
+    high = np.where(valid, mixed, -np.inf).max(axis=(0, 1))
+    low = np.where(valid, mixed, np.inf).min(axis=(0, 1))
+    return np.asarray(np.maximum(high - low, 0.0))
 
 
 def _width(auditor: Auditor, suppressed: np.ndarray, deficit: Deficit) -> float:
@@ -211,9 +315,11 @@ def suppress_secondary(
     values = auditor.values
     cost = np.abs(values) + 1.0
     suppressed = primary.copy()
-    unmet: dict[tuple[int, tuple[tuple[int, float, float], ...]], Deficit] = {}
+    unmet: dict[DeficitKey, Deficit] = {}
     intervals: dict[int, Interval] = {}
-    met: set[int] = set()  # the pattern only grows, so a cell once wide enough stays so
+    met: set[DeficitKey] = set()  # the pattern only grows, so a requirement once met stays so
+    if req.insider:
+        auditor.keep_witnesses()
     for _ in range(4 * structure.size + 4):
         fix_lone_cells(structure, values, suppressed, primary, req)
         deficits, intervals = find_deficits(auditor, suppressed, primary, req, skip=set(unmet), met=met)

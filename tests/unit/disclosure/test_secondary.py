@@ -48,7 +48,7 @@ def test_cells_once_wide_enough_are_not_audited_again() -> None:
     pattern[[0, 4, 6]] = True  # the rectangle (a,x), (b,x), (b,z) of the hand-worked test
     met: set[int] = set()
     deficits, intervals = find_deficits(auditor, pattern, primary, req, met=met)
-    assert deficits == [] and met == {0, 2, 4, 6} and intervals[6] == (15.0, 38.0)
+    assert deficits == [] and met == {(0, ()), (2, ()), (4, ()), (6, ())} and intervals[6] == (15.0, 38.0)
     pattern[8] = True  # (c,x), alone in row c: recoverable from the row total
     deficits, intervals = find_deficits(auditor, pattern, primary, req, met=met)
     assert intervals == {8: (30.0, 30.0)}
