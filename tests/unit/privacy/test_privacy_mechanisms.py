@@ -134,7 +134,8 @@ def test_grouped_mean_over_two_columns_with_a_key_dict(people: pd.DataFrame) -> 
     assert len(frame) == 6
     truth = people.groupby(["sex", "region"])["age"].mean()
     for row in frame.itertuples():
-        assert abs(row.mean - truth[(row.sex, row.region)]) <= row.accuracy
+        # `accuracy` holds with 95% confidence per cell; six cells at 1x would fail ~1 run in 4.
+        assert abs(row.mean - truth[(row.sex, row.region)]) <= 5 * row.accuracy
         assert row.accuracy <= result.accuracy
     assert set(frame.columns) == {"sex", "region", "mean", "count", "accuracy"}
 
