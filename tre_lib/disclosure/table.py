@@ -346,9 +346,10 @@ def protect_table(
         notes.append("a rule failed outright (see findings): nothing in this table may be published")
         suppressed[:] = True
     else:
-        suppressed, intervals, unmet_notes, lp_solves = _suppress(
+        suppressed, intervals, unmet_notes, exempt_notes, lp_solves = _suppress(
             structure, cell_stats, primary, aggfunc, parsed, margins
         )
+        notes.extend(exempt_notes)
         if unmet_notes:
             failed = True
             notes.extend(unmet_notes)
@@ -440,11 +441,15 @@ def _suppress(
     aggfunc: str,
     rules: Rules,
     margins: bool,
-) -> tuple[np.ndarray, dict[int, Interval], list[str], int]:
-    """Secondary suppression and audit for additive statistics; primary only for the others."""
+) -> tuple[np.ndarray, dict[int, Interval], list[str], list[str], int]:
+    """Secondary suppression and audit for additive statistics; primary only for the others.
+
+    Returns the pattern, its intervals, the unmet requirements and the insider checks left out (as notes),
+    and the LP solves.
+    """
     size = structure.size
     if aggfunc not in (*ADDITIVE, "mean"):
-        return primary.copy(), {int(i): (-math.inf, math.inf) for i in np.flatnonzero(primary)}, [], 0
+        return primary.copy(), {int(i): (-math.inf, math.inf) for i in np.flatnonzero(primary)}, [], [], 0
     counts = aggfunc == "count"
     lp_values = np.array([s.n if counts else s.total for s in cell_stats], dtype=float)
     nonnegative = counts or not any(s.n_negative for s in cell_stats)
@@ -464,7 +469,7 @@ def _suppress(
                     insider[int(i)] = (s.top[0], s.total if s.n == 1 else math.inf)
         req = Requirement(primary_width, secondary_width, insider)
     if not margins:
-        return primary.copy(), auditor.intervals(primary), [], auditor.lp_solves
+        return primary.copy(), auditor.intervals(primary), [], [], auditor.lp_solves
     result = suppress_secondary(structure, auditor, primary, req)
     intervals = dict(result.intervals)
     if aggfunc == "mean":
@@ -477,7 +482,14 @@ def _suppress(
         f"interval width {d.width:.4g} < required {d.required:.4g}; publish a coarser table"
         for d in result.unmet
     ]
-    return result.suppressed, intervals, notes, result.lp_solves
+    exempt = [
+        f"cell {structure.cells[j]} is not protected against the sole contributor of cell "
+        f"{structure.cells[i]}: both cells are that one contributor's record alone, so they know it exactly "
+        "whatever is suppressed; it is protected against the outside attacker and every other contributor"
+        for j, i in result.exempt
+        if j > i  # the pairs are symmetric: one note each
+    ]
+    return result.suppressed, intervals, notes, exempt, result.lp_solves
 
 
 def _magnitude_protection(s: CellStats, rules: Rules) -> float:
