@@ -25,6 +25,36 @@ def count_table(frame: pd.DataFrame, *, protect: bool = True) -> tuple[bytes, di
     return table_to_csv(table), spec.to_dict(), write_data(frame[spec.needed_columns])
 
 
+def stage_table(
+    session: Session,
+    requester: Actor,
+    project_id: str,
+    *,
+    title: str,
+    content: bytes,
+    spec: dict[str, Any],
+    data: bytes | None,
+    name: str = "admissions.csv",
+    client_check: dict[str, Any] | None = None,
+) -> ReleaseRequest:
+    """A draft request holding one table: its CSV, its spec and the data it claims to come from (not
+    committed)."""
+    request = service.create_request(session, requester, ReleaseCreate(project_id=project_id, title=title))
+    service.add_file(
+        session,
+        requester,
+        request.id,
+        name=name,
+        kind="table",
+        content=content,
+        spec=spec,
+        data=data,
+        data_name=None if data is None else f"{name.removesuffix('.csv')}-data.parquet",
+        client_check=client_check,
+    )
+    return request
+
+
 def staged_request(
     session: Session,
     requester: Actor,
@@ -35,20 +65,15 @@ def staged_request(
     client_status: str | None = None,
 ) -> ReleaseRequest:
     """A draft request holding one count table, committed."""
-    request = service.create_request(
-        session, requester, ReleaseCreate(project_id=project_id, title="Admissions by region and sex")
-    )
     content, spec, data = count_table(frame, protect=protect)
-    service.add_file(
+    request = stage_table(
         session,
         requester,
-        request.id,
-        name="admissions.csv",
-        kind="table",
+        project_id,
+        title="Admissions by region and sex",
         content=content,
         spec=spec,
         data=data,
-        data_name="admissions-data.parquet",
         client_check={"status": client_status} if client_status else None,
     )
     session.commit()

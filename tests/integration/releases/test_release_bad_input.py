@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from airlock_helpers import count_table
+from airlock_helpers import count_table, stage_table
 from airlock_world import Airlock, microdata
 from fastapi.testclient import TestClient
 from sqlalchemy import func
@@ -50,22 +50,17 @@ def _ledger_sizes(session: Session) -> tuple[int, int]:
 
 
 def _stage(session: Session, airlock: Airlock, frame: pd.DataFrame, spec: TableSpec) -> str:
-    researcher = Actor.of(airlock.researcher)
-    request = service.create_request(
-        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="bad input")
-    )
     # What a researcher would stage: a (harmless-looking) table and the data it claims to come from.
     table = pd.DataFrame({"f": [20, 20], "All": [40, 40]}, index=pd.Index(["north", "All"], name="region"))
-    service.add_file(
+    request = stage_table(
         session,
-        researcher,
-        request.id,
+        Actor.of(airlock.researcher),
+        airlock.project_id,
+        title="bad input",
         name="t.csv",
-        kind="table",
         content=table_to_csv(table),
         spec=spec.to_dict(),
         data=write_data(frame),
-        data_name="d.parquet",
     )
     session.commit()
     return request.id

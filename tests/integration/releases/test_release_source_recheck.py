@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from airlock_helpers import stage_table
 from airlock_world import Airlock, microdata
 from sqlalchemy.orm import Session
 
@@ -26,7 +27,6 @@ from tre_platform.actor import Actor
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.projects.models import Project
 from tre_platform.api.releases import service
-from tre_platform.api.releases.schemas import ReleaseCreate
 from tre_platform.settings import get_settings
 from tre_platform.views.builder import views_dir
 
@@ -59,19 +59,15 @@ def _submit(
     session: Session, airlock: Airlock, table: pd.DataFrame, spec: TableSpec, data: pd.DataFrame | None
 ) -> dict[str, Any]:
     researcher = Actor.of(airlock.researcher)
-    request = service.create_request(
-        session, researcher, ReleaseCreate(project_id=airlock.project_id, title="by region and sex")
-    )
-    service.add_file(
+    request = stage_table(
         session,
         researcher,
-        request.id,
+        airlock.project_id,
+        title="by region and sex",
         name="t.csv",
-        kind="table",
         content=table_to_csv(table),
         spec=spec.to_dict(),
         data=None if data is None else write_data(data[list(spec.needed_columns)]),
-        data_name=None if data is None else "d.parquet",
     )
     service.submit(session, researcher, request.id)
     session.commit()
