@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tre_platform.api.agreements.router import router as agreements_router
 from tre_platform.api.audit.router import router as audit_router
 from tre_platform.api.auth.router import router as auth_router
+from tre_platform.api.body_limit import capped_receive
 from tre_platform.api.datasets.router import router as datasets_router
 from tre_platform.api.orgs.router import router as orgs_router
 from tre_platform.api.projects.router import router as projects_router
@@ -88,19 +89,11 @@ class BodySizeLimit:
             if declared > self.limit:
                 await self._refuse(send, 413, "too_large", self._message())
                 return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    # FastAPI re-raises HTTPExceptions from body reading, so this reaches our handler as 413.
-                    raise StarletteHTTPException(status_code=413, detail=self._message())
-            return message
-
-        await self.app(scope, limited_receive, send)
+        # FastAPI re-raises HTTPExceptions from body reading, so this reaches our handler as 413.
+        limited = capped_receive(
+            receive, self.limit, lambda: StarletteHTTPException(status_code=413, detail=self._message())
+        )
+        await self.app(scope, limited, send)
 
     def _message(self) -> str:
         return f"request body is larger than the {self.limit}-byte limit (TRE_MAX_BODY_BYTES); send less"

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
-from starlette.types import Message
 
+from tre_platform.api.body_limit import capped_receive
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
 from tre_platform.api.releases import budget, service
 from tre_platform.api.releases import bundle as bundles
@@ -63,19 +63,8 @@ class CappedUploadRoute(APIRoute):
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise HTTPException(413, _too_large(limit))
-            receive = request.receive
-            received = 0
-
-            async def counting_receive() -> Message:
-                nonlocal received
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        raise HTTPException(413, _too_large(limit))
-                return message
-
-            return await handler(Request(request.scope, counting_receive))
+            counting = capped_receive(request.receive, limit, lambda: HTTPException(413, _too_large(limit)))
+            return await handler(Request(request.scope, counting))
 
         return capped_handler
 
