@@ -35,6 +35,11 @@ hypothesis_settings.load_profile("tre")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
+# Cedar decides every policy request as well as the compiled policies, and any difference fails the
+# test (ADR 0011): the whole suite is a differential test of the compiled form. Inherited by the
+# services tests start.
+os.environ.setdefault("TRE_POLICY_VERIFY", "true")
+
 POSTGRES_URL = os.environ.get("TRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     )
     kek_file: Path | None = Field(None, description="file holding the key-encryption key instead of TRE_KEK")
     policies_dir: Path = Field(REPO_ROOT / "policies", description="Cedar policies and disclosure profiles")
+    policy_verify: bool = Field(
+        False,
+        description=(
+            "Cedar also evaluates every candidate of every decision and the compiled policies must agree "
+            "(each allow is decided by Cedar regardless); the test suite sets it"
+        ),
+    )
     host: str = Field("127.0.0.1", description="control-plane bind address")
     port: int = Field(8000, ge=1, le=65535, description="control-plane port")
     public_url: str | None = Field(None, description="external URL of the control plane")

@@ -22,6 +22,7 @@ from typing import Any
 import cedarpy
 
 from tre_platform.errors import TreError
+from tre_platform.policy.compiled import action_ancestors
 
 SCHEMA_SUFFIX = ".cedarschema"
 POLICY_SUFFIX = ".cedar"
@@ -77,6 +78,8 @@ class PolicyInfo:
     #: Whether the scope names at most roles (``principal in Role::"x"``), actions and the resource's
     #: type: then, without conditions, whether the policy applies depends on those alone.
     scope_by_role: bool = False
+    #: The policy's own text (annotations included).
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,25 @@ class PolicyBundle:
     files: tuple[str, ...] = field(default_factory=tuple)
     #: action -> the action groups it belongs to (from the schema), for explaining permits.
     action_groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: Every policy file's text, in file order: what ``policy_set`` was parsed from.
+    text: str = ""
+    #: Every action the schema declares (action groups included).
+    actions: frozenset[str] = frozenset()
+    _sliced: dict[str, cedarpy.PolicySet] = field(default_factory=dict, compare=False, repr=False)
+
+    def policy_set_for(self, action: str) -> cedarpy.PolicySet:
+        """The policies whose action scope admits ``action``: what Cedar evaluates for it.
+
+        The same decisions as the whole set: a policy whose scope does not match is never satisfied
+        and, its condition unevaluated, never an error. Cedar evaluates every policy it is given.
+        """
+        sliced = self._sliced.get(action)
+        if sliced is None:
+            names = {action} | set(action_ancestors(self.action_groups).get(action, frozenset()))
+            texts = [i.source for i in self.policies.values() if not i.actions or names & set(i.actions)]
+            sliced = cedarpy.PolicySet.from_str("\n".join(texts))
+            self._sliced[action] = sliced
+        return sliced
 
     def permits_for(self, action: str) -> list[PolicyInfo]:
         """The permit policies whose scope names ``action`` (directly or through a group)."""
@@ -262,6 +284,7 @@ def _describe(path: Path, text: str, statements: list[Statement], name: str) -> 
             actions=actions,
             conditional=bool(policy.get("conditions")),
             scope_by_role=scope_by_role,
+            source=statements[index].text if index < len(statements) else "",
         )
     return infos
 
@@ -351,4 +374,6 @@ def load_bundle(policies_dir: Path) -> PolicyBundle:
         hash=bundle_hash([schemas[0], *policy_files], directory),
         files=tuple(p.name for p in [schemas[0], *policy_files]),
         action_groups=_action_groups(schema),
+        text=combined,
+        actions=frozenset(re.findall(r'^\s*action\s+"?(\w+)"?', str(schema), re.MULTILINE)),
     )

@@ -1,4 +1,4 @@
-"""The policy engine: every access decision in tre is made here, by Cedar, and explained in words.
+"""The policy engine: every access decision in tre is made here, from the Cedar policies, and explained.
 
 How a decision is made (see docs/adr/0002-policy-engine.md):
 
@@ -21,6 +21,13 @@ How a decision is made (see docs/adr/0002-policy-engine.md):
 6. Parsed entities are remembered too: the part of the store that is the same for every request about
    a dataset (the dataset, its owner, the candidate agreements) is parsed once, keyed by its exact
    JSON, and each request adds its own entities to it (:meth:`PolicyEngine.entity_store`).
+7. Denies are found fast: the same policies, compiled to Python (:mod:`.compiled`, ADR 0011),
+   evaluate every candidate, each policy only as often as what it reads varies, without parsing any
+   entity into Cedar. **Every allow is decided by Cedar itself** (steps 1-3), so a mistake in the
+   compiled form can refuse access, never grant it; a compiled allow Cedar does not confirm is logged
+   and Cedar's decision stands. A compiled deny with an evaluation error is decided again by Cedar,
+   for Cedar's own error messages. With ``TRE_POLICY_VERIFY`` (the test suite) Cedar decides every
+   request as well, and any difference raises :class:`CompiledMismatch`.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ from tre_platform.api.audit.service import record, record_kept  # its session li
 from tre_platform.clock import clock
 from tre_platform.errors import PolicyDenied
 from tre_platform.policy.bundle import PolicyBundle, PolicyInfo, load_bundle
+from tre_platform.policy.compiled import CompiledBundle, CompiledMismatch, Index, Unsupported
+from tre_platform.policy.compiled import Result as CompiledResult
+from tre_platform.policy.compiled import index as compiled_index
 from tre_platform.policy.entities import Candidate, CedarInput, Json, build
 from tre_platform.policy.facts import DATASET_ACTIONS, PolicyRequest
 from tre_platform.settings import get_settings
@@ -57,6 +67,9 @@ if TYPE_CHECKING:
     from tre_platform.policy.db import ReleaseLike
 
 log = logging.getLogger(__name__)
+
+#: One request's answer: Cedar's, or the compiled policies' (the same shape).
+Answer = cedarpy.AuthzResult | CompiledResult
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 #: How many failing agreements a deny lists one by one before summarising the rest.
@@ -120,7 +133,7 @@ def _dimension(info: PolicyInfo) -> str:
     return "general"
 
 
-def _allows(results: Sequence[cedarpy.AuthzResult]) -> bool:
+def _allows(results: Sequence[Answer]) -> bool:
     """Whether :meth:`PolicyEngine.interpret` allows: some candidate allowed without any error."""
     return any(r.allowed and not r.diagnostics.errors for r in results)
 
@@ -214,15 +227,34 @@ class PolicyEngine:
     """
 
     def __init__(
-        self, bundle: PolicyBundle, *, cache_size: int = 10_000, entity_cache_size: int = 1_024
+        self,
+        bundle: PolicyBundle,
+        *,
+        cache_size: int = 10_000,
+        entity_cache_size: int = 1_024,
+        compiled: bool = True,
+        verify: bool | None = None,
     ) -> None:
         """``cache_size``: decisions remembered (0: evaluate every request afresh).
 
         ``entity_cache_size``: parsed dataset entity stores remembered (0: parse every store whole).
         Each costs ~40 KB (cedarpy's parsed handle, with the schema's action entities), so the
         default holds at most ~45 MB: the datasets in use, not every dataset ever registered.
+
+        ``compiled``: find denies with the compiled policies (False: Cedar evaluates everything).
+        ``verify``: Cedar decides every request too and the two must agree (default: the
+        ``policy_verify`` setting).
         """
         self.bundle = bundle
+        self.verify = get_settings().policy_verify if verify is None else verify
+        self.compiled: CompiledBundle | None = None
+        if compiled:
+            try:
+                self.compiled = CompiledBundle.from_text(bundle.text, bundle.action_groups, bundle.actions)
+            except Unsupported as error:
+                log.warning("policies not compiled, Cedar evaluates every request: %s", error)
+        #: Compiled allows Cedar did not confirm (each is logged; Cedar's decision was returned).
+        self.unconfirmed = 0
         self.cache = DecisionCache(cache_size) if cache_size > 0 else None
         # Keyed by the exact JSON parsed, so an edited, revoked or new agreement (or dataset) is
         # another key: nothing to invalidate. Expiry needs nothing either: dates are compared with
@@ -248,10 +280,22 @@ class PolicyEngine:
 
     @classmethod
     def load(
-        cls, policies_dir: Path, *, cache_size: int = 10_000, entity_cache_size: int = 1_024
+        cls,
+        policies_dir: Path,
+        *,
+        cache_size: int = 10_000,
+        entity_cache_size: int = 1_024,
+        compiled: bool = True,
+        verify: bool | None = None,
     ) -> PolicyEngine:
         """Load and validate the bundle; raises :class:`PolicyBundleError` naming file and line."""
-        return cls(load_bundle(policies_dir), cache_size=cache_size, entity_cache_size=entity_cache_size)
+        return cls(
+            load_bundle(policies_dir),
+            cache_size=cache_size,
+            entity_cache_size=entity_cache_size,
+            compiled=compiled,
+            verify=verify,
+        )
 
     @property
     def bundle_hash(self) -> str:
@@ -280,9 +324,76 @@ class PolicyEngine:
         return decision
 
     def evaluate_uncached(self, request: PolicyRequest) -> Decision:
-        """Decide ``request`` with Cedar, never from the cache."""
-        cedar_input = build(request)
-        return self.evaluate_built(request, cedar_input, self.entity_store(cedar_input))
+        """Decide ``request`` afresh, never from the cache: denies compiled, allows by Cedar."""
+        return self.evaluate_input(request, build(request))
+
+    def evaluate_input(
+        self, request: PolicyRequest, cedar_input: CedarInput, entities: cedarpy.Entities | None = None
+    ) -> Decision:
+        """Decide a request whose entities are built; ``entities``: their parsed store, if the caller
+        has it (otherwise they are parsed only when Cedar evaluates: an allow, an error, verifying)."""
+
+        def parsed() -> cedarpy.Entities:
+            return entities if entities is not None else self.entity_store(cedar_input)
+
+        if self.compiled is None or cedar_input.shape is None:
+            return self.evaluate_built(request, cedar_input, parsed())
+        try:
+            compiled, results = self.evaluate_compiled(request, cedar_input)
+        except Unsupported:  # an action the schema does not declare: Cedar says what is wrong
+            return self.evaluate_built(request, cedar_input, parsed())
+        if not (compiled.allowed or compiled.errors or self.verify):
+            return compiled
+        if compiled.allowed and not self.verify:
+            # Cedar decides the allow: it evaluates the candidate the compiled policies allow (the
+            # first, in order; every earlier one they deny, and a deny cannot grant anything).
+            chosen = next(i for i, r in enumerate(results) if r.allowed)
+            store = parsed()
+            confirmed = self._authorize([cedar_input.candidates[chosen].cedar_request], store)
+            if _allows(confirmed):
+                evaluated = replace(cedar_input, candidates=cedar_input.candidates[: chosen + 1])
+                return self.interpret(request, evaluated, [*results[:chosen], *confirmed], entities=store)
+        decision = self.evaluate_built(request, cedar_input, parsed())
+        self._compare(compiled, decision)
+        return decision
+
+    def evaluate_compiled(
+        self, request: PolicyRequest, cedar_input: CedarInput
+    ) -> tuple[Decision, list[CompiledResult]]:
+        """The decision and its reasons from the compiled policies alone (no Cedar, no parsing), and
+        their answer for each candidate.
+
+        Only a deny without errors is ever returned as it is (see :meth:`evaluate_input`).
+        """
+        assert self.compiled is not None and cedar_input.shape is not None
+        store = compiled_index(cedar_input.entities)
+        requests = [c.cedar_request for c in cedar_input.candidates]
+        results = self.compiled.authorize_product(requests, cedar_input.shape, store)
+        return self.interpret(request, cedar_input, results, store=store), results
+
+    def _compare(self, compiled: Decision, cedar: Decision) -> None:
+        """Cedar's decision stands; a compiled one that differs is logged (verifying: raised)."""
+        if compiled.errors or cedar.errors:
+            same = compiled.allowed == cedar.allowed
+        else:
+            same = (compiled.allowed, compiled.reasons, compiled.policy_ids, compiled.agreement) == (
+                cedar.allowed,
+                cedar.reasons,
+                cedar.policy_ids,
+                cedar.agreement,
+            )
+        if same:
+            return
+        message = (
+            f"compiled policies and Cedar disagree on {cedar.action} {cedar.resource_type} "
+            f"{cedar.resource_id} by {cedar.principal}: compiled {compiled.effect} {compiled.reasons}, "
+            f"Cedar {cedar.effect} {cedar.reasons}"
+        )
+        if compiled.allowed and not cedar.allowed:
+            self.unconfirmed += 1
+        log.error(message)
+        if self.verify:
+            raise CompiledMismatch(message)
 
     def evaluate_built(
         self, request: PolicyRequest, cedar_input: CedarInput, entities: cedarpy.Entities
@@ -300,9 +411,9 @@ class PolicyEngine:
     def _authorize(self, requests: list[Json], entities: cedarpy.Entities) -> list[cedarpy.AuthzResult]:
         # The schema stays on the hot path: it is what puts each action in its groups (`action in
         # Action::"dataset_use"`). Without it Cedar would silently skip every group-scoped forbid.
-        return cedarpy.is_authorized_batch(
-            requests, self.bundle.policy_set, entities, schema=self.bundle.schema
-        )
+        actions = {r["action"]["id"] for r in requests}
+        policies = self.bundle.policy_set_for(actions.pop()) if len(actions) == 1 else self.bundle.policy_set
+        return cedarpy.is_authorized_batch(requests, policies, entities, schema=self.bundle.schema)
 
     def evaluate_many(self, requests: Sequence[PolicyRequest]) -> list[Decision]:
         """Decide many requests with as few Cedar calls as possible; same decisions as :meth:`evaluate`.
@@ -399,7 +510,7 @@ class PolicyEngine:
             schema=self.bundle.schema,
         )
 
-    def _ids(self, result: cedarpy.AuthzResult) -> list[str]:
+    def _ids(self, result: Answer) -> list[str]:
         annotations = result.diagnostics.id_annotations_by_reason
         ids = [annotations.get(pid, pid) for pid in result.diagnostics.reasons]
         # Cedar reports the determining policies as a set, in no stable order: put them in the
@@ -410,10 +521,11 @@ class PolicyEngine:
         self,
         request: PolicyRequest,
         cedar_input: CedarInput,
-        results: Sequence[cedarpy.AuthzResult],
+        results: Sequence[Answer],
         *,
         entities: cedarpy.Entities | None = None,
         permitted: Sequence[cedarpy.AuthzResult] | None = None,
+        store: Index | None = None,
     ) -> Decision:
         """Turn Cedar's per-candidate results into one :class:`Decision` with its reasons.
 
@@ -423,6 +535,8 @@ class PolicyEngine:
             results: Cedar's result for each candidate, in order.
             entities: the parsed entity store of ``cedar_input``, reused by the permit-only check.
             permitted: the permit-only results, when the caller already has them (batches).
+            store: the compiled policies' store, when ``results`` are theirs: the permit-only check
+                is theirs too.
         """
         now = clock.now()
         base = Decision(
@@ -455,7 +569,7 @@ class PolicyEngine:
                     errors=errors,
                 )
         any_permit = (
-            self._any_permit(request, cedar_input, entities)
+            self._any_permit(request, cedar_input, entities, store)
             if permitted is None
             else any(r.allowed for r in permitted)
         )
@@ -470,12 +584,21 @@ class PolicyEngine:
         return replace(base, reasons=reasons, policy_ids=policy_ids, errors=errors)
 
     def _any_permit(
-        self, request: PolicyRequest, cedar_input: CedarInput, entities: cedarpy.Entities | None
+        self,
+        request: PolicyRequest,
+        cedar_input: CedarInput,
+        entities: cedarpy.Entities | None,
+        store: Index | None = None,
     ) -> bool:
-        """Whether any permit applies to the request at all: Cedar asked about the permits alone."""
+        """Whether any permit applies to the request at all: the permits alone asked (of Cedar, or of
+        the compiled policies when ``store`` is theirs)."""
         key = (request.action, request.user.roles, cedar_input.resource_type)
         if self._permit_memo is not None and key in self._permit_memo:
             return self._permit_memo[key]
+        if store is not None and self.compiled is not None:
+            requests = self._permit_requests(cedar_input)
+            # Not remembered: the memo holds Cedar's answers only.
+            return any(r.allowed for r in self.compiled.authorize(requests, store, permits_only=True))
         answer = any(
             r.allowed
             for r in cedarpy.is_authorized_batch(
@@ -511,7 +634,7 @@ class PolicyEngine:
         self,
         request: PolicyRequest,
         cedar_input: CedarInput,
-        results: Sequence[cedarpy.AuthzResult],
+        results: Sequence[Answer],
         any_permit: bool,
     ) -> tuple[list[str], list[str]]:
         candidates = cedar_input.candidates

@@ -58,6 +58,9 @@ class CedarInput:
     shared: list[Json] = field(default_factory=list)
     #: The other entities of the store (never one of ``shared``'s uids).
     own: list[Json] = field(default_factory=list)
+    #: (accreditations, agreements): ``candidates`` are their product, accreditation-major, and
+    #: differ in nothing but ``context.accreditation`` and ``context.agreement``.
+    shape: tuple[int, int] | None = None
 
 
 def uid(entity_type: str, entity_id: str) -> Json:
@@ -335,6 +338,7 @@ def build(request: PolicyRequest) -> CedarInput:
         resource_label=label,
         shared=shared,
         own=own,
+        shape=(len(accreditations), len(agreements)),
     )
 
 
