@@ -1,31 +1,35 @@
-"""The bundle's Cedar policies compiled to Python closures: fast denies and their reasons.
+"""The bundle's Cedar policies compiled to Python functions: fast denies and their reasons.
 
 Why this exists (docs/adr/0011-compiled-policies.md): cedarpy takes each request as JSON, and Cedar
-parses every entity type name in it with its full grammar, so one request costs ~40-60 µs before any
-policy runs, ~10 µs more per entity reference in the context. A ``read_dataset`` is one Cedar request
-per candidate agreement, and a deny must evaluate every candidate for its reasons. No Cedar binding
-for Python 3.11 takes typed values (cedar-python needs 3.12; see ADR 0002), so the policies - the
-same validated Cedar text, parsed by Cedar into its JSON form (EST) - are compiled here into Python.
+parses every entity type name in it with its full grammar, so one request costs ~50-65 µs before any
+policy runs, ~10 µs of it per entity reference in the context. A ``read_dataset`` is one Cedar
+request per candidate (accreditation x agreement), and a deny must evaluate every candidate for its
+reasons. No Cedar binding for Python 3.11 takes typed values (cedar-python needs 3.12; ADR 0002),
+so the policies - the same validated Cedar text, parsed by Cedar into its JSON form (EST) - are
+compiled here, each into one Python function. This is our own evaluator of a Cedar subset, written
+because no library evaluates Cedar fast enough from Python 3.11; Cedar stays the authority.
 
-What it may decide: **only denies, and the reasons of a deny.** Every allow is decided again by Cedar
-itself before it is returned (``PolicyEngine``), and an allow Cedar does not confirm falls back to
-the Cedar-only path and is logged. A mistake here can therefore refuse access wrongly, never grant
-it. With ``TRE_POLICY_VERIFY=1`` (the test suite) Cedar also evaluates every candidate of every
-decision and any difference raises :class:`CompiledMismatch`.
+What it may decide: **only denies, and the reasons of a deny.** Every allow is decided by Cedar
+itself before it is returned (``PolicyEngine.evaluate_input``), and an allow Cedar does not confirm
+falls back to the Cedar-only path and is logged. A mistake here can therefore refuse access wrongly,
+never grant it. With ``TRE_POLICY_VERIFY`` (the test suite) Cedar also decides every request and any
+difference raises :class:`CompiledMismatch`.
 
 The compiler accepts the subset of Cedar the bundle uses: scopes with ``==``/``in``/``is``; ``when``
-and ``unless``; ``! && || == != < <= > >=``, ``if-then-else``, ``.``/``has`` on entities, records and
-the context, ``in`` on the entity hierarchy, ``contains``/``containsAll``/``containsAny``/
-``isEmpty``, and set, record, string, Long, Bool and entity literals. Anything else (templates,
-arithmetic, ``like``, extension functions, tags) raises :class:`Unsupported` at load, and the engine
-then uses Cedar for everything.
+and ``unless``; ``! && || == != < <= > >=``, ``if-then-else``, ``.``/``has`` on entities and the
+context, ``in`` on the entity hierarchy, ``contains``/``containsAll``/``containsAny``/``isEmpty``,
+and set, string, Long, Bool and entity literals. Anything else (templates, arithmetic, ``like``,
+extension functions, tags, record literals, a condition on ``action``) raises :class:`Unsupported`
+at load, and the engine then uses Cedar for everything.
 
-Values: strings, ints and bools as Python's; an entity reference as :class:`Uid`; a set as a
-``frozenset``; a record as a ``dict``. A ``datetime`` attribute stays the ``YYYY-MM-DD`` text
-:mod:`.entities` writes (``_day``): fixed-width ISO dates order as the days do, and the validator
-only lets ``<`` compare datetimes with datetimes (or Longs with Longs). Bundle policies are
-validated against the schema, so on schema-conforming entities they never meet a type error; an
-ill-typed value (a bug) raises here, which counts as an evaluation error and fails closed.
+Values are the JSON :mod:`.entities` builds, unconverted: strings, ints and bools; an entity
+reference as ``{"type", "id"}``; a set as a list (compared as a set); the context as a dict (the
+schema declares no other record). A ``datetime`` stays the ``YYYY-MM-DD`` text ``entities._day``
+writes: fixed-width ISO dates order as the days do, and the validator only lets ``<`` compare
+datetimes with datetimes (or Longs with Longs). Validated policies on schema-conforming entities
+never meet a type error; a missing entity or attribute raises, which counts as an evaluation error
+(and sends the request to Cedar). Two differences from Cedar remain, both only in policies the
+validator rejects: Python's ``True == 1`` inside a set, and sets nested in sets compared in order.
 """
 
 from __future__ import annotations
@@ -149,6 +153,9 @@ _RUNTIME: dict[str, Any] = {
     "_set": _set, "_get": _get, "_has": _has, "_in": _in, "_eq": _eq,
     "_entity_type": _entity_type, "_ordered": _ordered,
     "_lt": lambda a, b: a < b, "_le": lambda a, b: a <= b,
+    # Both sides are evaluated first, once, as Cedar does: an error on the left is an error even
+    # when the right is empty.
+    "_all": lambda a, b: all(x in a for x in b), "_any": lambda a, b: any(x in a for x in b),
 }  # fmt: skip
 
 _BINARY = {
@@ -162,8 +169,8 @@ _BINARY = {
     ">=": "_le(*_ordered({right}, {left}))",
     "in": "_in(H, {left}, {right})",
     "contains": "({right} in _set({left}))",
-    "containsAll": "all(x in _set({left}) for x in _set({right}))",
-    "containsAny": "any(x in _set({left}) for x in _set({right}))",
+    "containsAll": "_all(_set({left}), _set({right}))",
+    "containsAny": "_any(_set({left}), _set({right}))",
 }
 #: The action is decided by the scope alone (policies are sliced by action); a condition on it is not
 #: compiled, because the action hierarchy lives in the schema, not in the request's entities.
@@ -279,7 +286,7 @@ def compile_policy(policy_id: str, policy: Json) -> Compiled:
         raise Unsupported(f"effect {policy.get('effect')!r}")
     writer = _Writer()
     source = f"def test(P, R, C, S, H):\n    return {writer.policy(policy)}\n"
-    namespace: dict[str, Any] = {"__builtins__": {"all": all, "any": any}, **_RUNTIME, **writer.constants}
+    namespace: dict[str, Any] = {"__builtins__": {}, **_RUNTIME, **writer.constants}
     exec(compile(source, f"<policy {policy_id}>", "exec"), namespace)  # noqa: S102 - see _Writer
     return Compiled(policy_id, policy["effect"], namespace["test"], frozenset(writer.reads))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cedarpy
 import pytest
 
 from tre_platform.policy import PolicyEngine
@@ -58,3 +59,29 @@ def test_a_case_in_the_wrong_folder_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(CaseError, match=r"zz_misplaced\.json"):
         load_cases(tmp_path)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_cedar_gives_the_same_answers_with_only_the_actions_policies(
+    engine: PolicyEngine, case: GoldenCase
+) -> None:
+    """Cedar given only the policies whose action scope admits the action (what the engine gives it)
+    answers every candidate exactly as with the whole bundle: decision, determining policies, errors."""
+    from tre_platform.policy import World
+    from tre_platform.policy.entities import build
+
+    request = World.from_dict(case.world).request(**case.request)
+    cedar_input = build(request)
+    entities = engine.parse_entities(cedar_input.entities)
+    requests = [c.cedar_request for c in cedar_input.candidates]
+    schema = engine.bundle.schema
+    whole = cedarpy.is_authorized_batch(requests, engine.bundle.policy_set, entities, schema=schema)
+    sliced_set = engine.bundle.policy_set_for(request.action)
+    assert len(sliced_set) < len(engine.bundle.policy_set)
+    sliced = cedarpy.is_authorized_batch(requests, sliced_set, entities, schema=schema)
+    for a, b in zip(whole, sliced, strict=True):
+        assert (a.allowed, sorted(engine._ids(a)), a.diagnostics.errors) == (
+            b.allowed,
+            sorted(engine._ids(b)),
+            b.diagnostics.errors,
+        )
