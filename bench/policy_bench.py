@@ -23,9 +23,11 @@ machine is shared (the 2-process rows add the workers' CPU time). A summary says
 whether the target of issue 3 (10,000 decisions/s, p99 < 1 ms) is met.
 
     .venv/bin/python bench/policy_bench.py [--users 50000 --projects 10000 --agreements 1000]
-        [--decisions 2000] [--db-decisions 500] [--batch 100] [--no-db]
+        [--decisions 2000] [--db-decisions 500] [--batch 100] [--allows 1000] [--no-db]
 
 ``--no-db`` runs the in-memory comparison only (facts generated in Python, peer in pure Python).
+Both end with the same steps on allowed requests only (``--allows``): each of those is decided by
+Cedar, so they show the engine's slowest cold case.
 """
 
 from __future__ import annotations
@@ -112,7 +114,10 @@ class Population:
                 )
             )  # fmt: skip
         self.agreements: list[AgreementFacts] = []
-        for i in range(agreements):
+        # A fifth of the agreements were granted for a project's use of one of its datasets, as in a
+        # running TRE (agreements exist because projects need them); the rest are random.
+        granted = agreements // 5
+        for i in range(agreements - granted):
             owner = self.owners[i % 20]
             owned = [d for d in self.datasets if d.owner.id == owner.id]
             chosen = rng.sample(owned, 3)
@@ -123,6 +128,19 @@ class Population:
                     frozenset(o.id for o in rng.sample(self.research, 5)), frozenset(rng.sample(PURPOSES, 2)),
                     frozenset(rng.sample(GATEWAYS, 2)), rng.choice([3, 4]), dt.date(2024, 1, 1),
                     TODAY + dt.timedelta(days=rng.choice([-1, 500])), rng.random() < 0.05,
+                )
+            )  # fmt: skip
+        grants = random.Random(seed + 1)
+        self.granted: list[tuple[ProjectFacts, DatasetFacts]] = []
+        for i, project in enumerate(grants.sample(self.projects, granted)):
+            dataset = self.datasets[int(grants.choice(sorted(project.datasets))[2:])]
+            self.granted.append((project, dataset))
+            self.agreements.append(
+                AgreementFacts(
+                    f"g{i}", f"DSA-G{i}", dataset.owner, False, frozenset({dataset.id}),
+                    {dataset.owner.id: dataset.owner.name}, False, frozenset({project.organisation.id}),
+                    frozenset({project.purpose}), frozenset({project.legal_gateway}), 4,
+                    dt.date(2024, 1, 1), TODAY + dt.timedelta(days=500),
                 )
             )  # fmt: skip
         self.by_owner: dict[str, list[AgreementFacts]] = {}
@@ -149,6 +167,22 @@ class Population:
                     candidate_agreements(dataset, self.by_owner.get(dataset.owner.id, [])),
                 )
             )  # fmt: skip
+        return out
+
+    def allowed_requests(self, n: int) -> list[PolicyRequest]:
+        """Read requests that are allowed: members of projects reading a dataset granted to them."""
+        out: list[PolicyRequest] = []
+        for _ in range(n * 100):
+            if len(out) == n:
+                break
+            project, dataset = self.rng.choice(self.granted)
+            user = self.users[int(self.rng.choice(sorted(project.member_ids))[1:])]
+            request = PolicyRequest(
+                "read_dataset", user, TODAY, project, dataset, ("a",), None, None,
+                candidate_agreements(dataset, self.by_owner.get(dataset.owner.id, [])),
+            )  # fmt: skip
+            if naive_decision(request):
+                out.append(request)
         return out
 
 
@@ -508,6 +542,44 @@ def bench_memory(console: Console, engine: PolicyEngine, population: Population,
     console.print(f"allowed {sum(mine):,} / {n:,}; decisions that differ from the peer: {mismatches}")
 
 
+def bench_allows(console: Console, engine: PolicyEngine, population: Population, n: int) -> None:
+    """Allowed requests only: every one is decided by Cedar (ADR 0011), so this is the engine's
+    slowest cold case - the other side of the benchmark's mostly-denied random requests."""
+    requests = population.allowed_requests(n)
+    if not requests:
+        console.print("no allowed requests could be drawn from this population")
+        return
+    naive, naive_t = timed(naive_decision, requests)
+    table = new_table(f"read_dataset, ALLOWED requests only (facts in memory): {len(requests):,} decisions")
+    peer = row(table, "peer: pure-Python if/else", naive_t, None).rate
+    cold = PolicyEngine(engine.bundle, cache_size=0, entity_cache_size=len(requests) * 2, verify=False)
+    built = [build(r) for r in requests]
+    handles = [cold.entity_store(b) for b in built]
+    cold.evaluate(requests[0])
+    quads = [(b, compiled_index(b.entities), h) for b, h in zip(built, handles, strict=True)]
+    answers, eval_t = timed(lambda q: evaluation_only(cold, *q), quads)
+    eval_par, eval_par_t, eval_par_wall = parallel(_evaluation_worker, requests, 2)
+    cedar_answers, cedar_t = timed(lambda q: cedar_only(cold, q[0], q[2]), quads)
+    decisions, whole_t = timed(cold.evaluate, requests)
+    warm = PolicyEngine(engine.bundle, cache_size=len(requests) * 2, verify=False)
+    for request in requests:
+        warm.evaluate(request)
+    _, warm_t = timed(warm.evaluate, requests)
+    rows = [
+        row(table, "ours: EVALUATION ITSELF (compiled, then Cedar), allows, 1 process", eval_t, peer),
+        row(table, "ours: EVALUATION ITSELF (compiled, then Cedar), allows, 2 processes", eval_par_t,
+            peer, wall_s=eval_par_wall),
+        row(table, "Cedar alone on every candidate, allows, 1 process", cedar_t, peer),
+        row(table, "ours: COLD whole decision, dataset entities cached, allows", whole_t, peer),
+        row(table, "ours: WARM whole decision (decision cache), allows", warm_t, peer),
+    ]  # fmt: skip
+    console.print(table)
+    assert answers == cedar_answers == eval_par == [d.allowed for d in decisions] == naive
+    console.print(f"all {len(requests):,} allowed by ours and by the peer; for allowed requests only:")
+    for r in rows:
+        console.print("  " + r.verdict())
+
+
 def write_database(console: Console, population: Population, directory: Path) -> Engine:
     """The population in a fresh SQLite database, written with bulk (executemany) inserts."""
     from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipient, DataSharingAgreement
@@ -797,6 +869,7 @@ def main() -> None:
         "--db-decisions", type=int, default=500, help="decisions timed end to end with engine.decide"
     )
     parser.add_argument("--batch", type=int, default=100, help="decisions per Cedar call when batching")
+    parser.add_argument("--allows", type=int, default=1_000, help="allowed requests timed on their own")
     args = parser.parse_args()
     console = Console(width=150)
     engine = PolicyEngine.load(REPO_ROOT / "policies", verify=False)
@@ -814,6 +887,7 @@ def main() -> None:
         bench_db(console, engine, population, args.decisions, args.db_decisions, args.batch)
     else:
         bench_memory(console, engine, population, args.decisions, args.batch)
+    bench_allows(console, engine, population, args.allows)
 
 
 if __name__ == "__main__":
