@@ -231,15 +231,16 @@ class Timing:
         self.cpu_s = cpu_s
 
 
-def timed(fn: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any], Timing]:
+def timed(fn: Callable[[Any], Any], items: Sequence[Any], *, freeze: bool = True) -> tuple[list[Any], Timing]:
     """Call ``fn`` on each item; the results and the timing.
 
     What exists before the run (the population, the prepared requests and stores, earlier results) is
     frozen out of the garbage collector first: a server has none of the benchmark's scaffolding, and
     collections that walk it would charge its size to whatever is being timed.
     """
-    gc.collect()
-    gc.freeze()
+    if freeze:
+        gc.collect()
+        gc.freeze()
     results, latencies = [], []
     cpu = time.process_time()
     for item in items:
@@ -350,10 +351,12 @@ def _start_worker(policies_dir: Path, barrier: Any) -> None:
 
 
 def _timed_share(fn: Callable[[Any], bool], items: Sequence[Any]) -> Share:
-    # Every worker starts timing together, once all have prepared their share.
+    # Every worker starts timing together, once all have prepared their share (and frozen it).
+    gc.collect()
+    gc.freeze()
     _WORKER["barrier"].wait()
     start = time.perf_counter()
-    answers, timing = timed(fn, items)
+    answers, timing = timed(fn, items, freeze=False)
     return answers, timing.latencies, timing.cpu_s, start, time.perf_counter()
 
 
