@@ -344,7 +344,7 @@ class PolicyEngine:
             return self.evaluate_built(request, cedar_input, parsed())
         if not (compiled.allowed or compiled.errors or self.verify):
             return compiled
-        if compiled.allowed and not self.verify:
+        if compiled.allowed and not compiled.errors and not self.verify:
             # Cedar decides the allow: it evaluates the candidate the compiled policies allow (the
             # first, in order; every earlier one they deny, and a deny cannot grant anything).
             chosen = next(i for i, r in enumerate(results) if r.allowed)
