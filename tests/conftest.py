@@ -134,12 +134,15 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With ``--db postgres`` run only the tests that touch the database (the rest ran on SQLite)."""
+    """With ``--db postgres`` run only the tests that touch the database (the rest ran on SQLite), but
+    not those marked ``sqlite_only``: what they check (an engine's output, the CLI's messages) is the
+    same on either backend, and each costs a demo world or a Spark job."""
     if config.getoption("--db") != "postgres":
         return
     selected, deselected = [], []
     for item in items:
-        (selected if "db_url" in getattr(item, "fixturenames", ()) else deselected).append(item)
+        touches = "db_url" in getattr(item, "fixturenames", ())
+        (selected if touches and item.get_closest_marker("sqlite_only") is None else deselected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected

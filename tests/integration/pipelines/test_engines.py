@@ -64,6 +64,7 @@ def _compare_with_pandas(
     assert [v.version for v in other.versions] == [1]
 
 
+@pytest.mark.sqlite_only
 def test_dask_engine_publishes_what_pandas_publishes(
     session: Session, ingest_world: IngestWorld, episodes: Any, write_csv: Any, dask_client: Any
 ) -> None:
@@ -71,6 +72,7 @@ def test_dask_engine_publishes_what_pandas_publishes(
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only
 def test_spark_engine_publishes_what_pandas_publishes(
     session: Session, ingest_world: IngestWorld, episodes: Any, write_csv: Any, spark: Any
 ) -> None:
@@ -78,6 +80,7 @@ def test_spark_engine_publishes_what_pandas_publishes(
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only
 def test_spark_engine_matches_with_splinks_spark_backend(
     session: Session, ingest_world: IngestWorld, episodes: Any, write_csv: Any, spark: Any
 ) -> None:
