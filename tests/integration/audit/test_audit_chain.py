@@ -12,7 +12,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tre_platform.api.audit.models import GENESIS_HASH, AuditEvent
-from tre_platform.api.audit.service import VerifyResult, canonical, record, verify
+from tre_platform.api.audit.service import (
+    VerifyResult,
+    _checkpoint_path,
+    canonical,
+    read_checkpoint,
+    record,
+    verify,
+    write_checkpoint,
+)
 from tre_platform.db.session import make_session_factory
 
 
@@ -120,6 +128,42 @@ def test_deleting_the_newest_events_is_detected(session: Session, engine: Engine
     assert not result.ok
     assert result.broken_seq == 4
     assert "newest events were deleted" in (result.problem or "")
+
+
+def test_a_head_event_that_is_not_the_one_checkpointed_is_detected(session: Session) -> None:
+    """The checkpoint records the newest event's hash as well as its seq: an event at that seq with
+    another hash (the tail replaced by a chain of the same length) breaks verification."""
+    _write_events(session)
+    head = read_checkpoint()
+    assert head is not None and head[0] == 5
+    _checkpoint_path().unlink()  # write_checkpoint only ever moves forward
+    write_checkpoint(5, "0" * 64)
+    result = verify(session)
+    assert not result.ok
+    assert result.broken_seq == 5
+    assert "not the event the head checkpoint recorded" in (result.problem or "")
+
+
+def test_an_altered_checkpoint_file_is_detected(session: Session) -> None:
+    """A checkpoint not signed by this deployment is reported, not silently ignored (which would let a
+    deleted tail go unnoticed)."""
+    _write_events(session)
+    path = _checkpoint_path()
+    _seq, event_hash, signature = path.read_text().strip().split(":")
+    path.write_text(f"9:{event_hash}:{signature}\n")
+    result = verify(session)
+    assert not result.ok
+    assert "not signed by this deployment" in (result.problem or "")
+    assert "BROKEN:" in result.message()
+
+
+def test_a_log_without_a_checkpoint_still_verifies(session: Session) -> None:
+    """A data directory with no checkpoint yet (a log written before checkpoints existed) is checked
+    link by link; only a truncated tail goes unseen, as before."""
+    _write_events(session)
+    _checkpoint_path().unlink()
+    result = verify(session)
+    assert result.ok, result.message()
 
 
 def test_a_recomputed_chain_is_detected_by_its_signatures(session: Session, engine: Engine) -> None:

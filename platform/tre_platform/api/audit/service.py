@@ -130,7 +130,8 @@ class VerifyResult:
     def message(self) -> str:
         if self.ok:
             return f"audit chain intact: {self.checked} events, head #{self.head_seq} {self.head_hash}"
-        return f"audit chain BROKEN at event #{self.broken_seq}: {self.problem}"
+        where = f" at event #{self.broken_seq}" if self.broken_seq is not None else ""
+        return f"audit chain BROKEN{where}: {self.problem}"
 
 
 def iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
@@ -155,9 +156,20 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
 
     Detects an edited event (its hash no longer matches its content), a deleted or inserted event
     (a gap in the sequence or a ``prev_hash`` that is not its predecessor's hash), a recomputed chain
-    (signatures need the deployment secret) and a truncated tail (the head checkpoint).
+    (signatures need the deployment secret), a truncated tail or a replaced event at the head (the
+    head checkpoint records the newest event's seq and hash), and an altered checkpoint file.
     """
     key = key if key is not None else get_settings().get_secret_key()
+    if _checkpoint_path().exists() and read_checkpoint() is None:
+        return VerifyResult(
+            False,
+            0,
+            broken_seq=None,
+            problem="the head checkpoint (audit.head in the data directory) is not signed by this "
+            "deployment: it was altered, so deleted events could go unnoticed",
+        )
+    head = read_checkpoint()
+    head_hash_seen: str | None = None
     expected_prev = GENESIS_HASH
     expected_seq = 1
     checked = 0
@@ -185,7 +197,16 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
         expected_prev = event.hash
         expected_seq = event.seq + 1
         last = event
-    head = read_checkpoint()
+        if head is not None and event.seq == head[0]:
+            head_hash_seen = event.hash
+    if head is not None and head_hash_seen is not None and head_hash_seen != head[1]:
+        return VerifyResult(
+            False,
+            checked,
+            broken_seq=head[0],
+            problem=f"event #{head[0]} is not the event the head checkpoint recorded: the chain from "
+            "there on was replaced",
+        )
     if head is not None and (last is None or last.seq < head[0]):
         return VerifyResult(
             False,
