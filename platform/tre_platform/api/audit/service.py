@@ -160,7 +160,8 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
     head checkpoint records the newest event's seq and hash), and an altered checkpoint file.
     """
     key = key if key is not None else get_settings().get_secret_key()
-    if _checkpoint_path().exists() and read_checkpoint() is None:
+    head = read_checkpoint()
+    if head is None and _checkpoint_path().exists():
         return VerifyResult(
             False,
             0,
@@ -168,7 +169,6 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
             problem="the head checkpoint (audit.head in the data directory) is not signed by this "
             "deployment: it was altered, so deleted events could go unnoticed",
         )
-    head = read_checkpoint()
     head_hash_seen: str | None = None
     expected_prev = GENESIS_HASH
     expected_seq = 1
