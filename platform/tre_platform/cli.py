@@ -284,6 +284,9 @@ def up(
 
     # Expiries (every minute) and retention (daily) are enforced in-process: no outside cron needed.
     scheduler = start_scheduler() if settings.scheduler_enabled else None
+    if scheduler is not None:
+        jobs = ", ".join(f"{job.id} every {job.trigger.interval}" for job in scheduler.get_jobs())
+        console.print(f"scheduler: {jobs}", soft_wrap=True)
     try:
         uvicorn.run(
             create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info"
@@ -291,6 +294,7 @@ def up(
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=True)
+            console.print("scheduler stopped")
         if hub_process is not None:
             hub_process.terminate()
             hub_process.wait(timeout=30)
