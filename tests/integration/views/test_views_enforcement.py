@@ -1,8 +1,8 @@
 """Enforcement after a change: each trigger takes away exactly what it withdraws, and nothing else.
 
 Each test starts from three approved projects with built views and running servers - p1 (alice; hes and
-lfs), p2 (bob; hes and lfs), p3 (bob, with alice as a member; hes only) - makes one change the way the
-API does (with enforcement on, as in production), and checks both sides: what lost access is gone
+lfs), p2 (bob; hes and lfs), p3 (bob, with alice as a member; hes only) - makes one change through the
+REST API (with enforcement on, as in production), and checks both sides: what lost access is gone
 (view files, server, Unix group membership), and every bystander view keeps its files and the same build,
 every bystander server keeps running. Time-based triggers run the scheduler's job under a frozen clock,
 with no API call in between.
@@ -17,24 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from factories import SYSTEM, make_agreement, make_user
+from factories import SYSTEM, make_agreement, make_token, make_user
+from fastapi.testclient import TestClient
 from recording_hub import RecordingHub
 from sqlalchemy.orm import Session
 from workspace_world import WorkspaceWorld
 
 from tre_platform.actor import Actor
-from tre_platform.api.agreements import service as agreements
-from tre_platform.api.agreements.schemas import AgreementRevoke
+from tre_platform.api.app import create_app
 from tre_platform.api.projects import service as projects
 from tre_platform.api.projects.models import Project
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate
-from tre_platform.api.users import service as users
-from tre_platform.api.users.schemas import RevokeRequest
+from tre_platform.api.users.models import User
 from tre_platform.clock import clock
 from tre_platform.scheduler import enforce_expiries
 from tre_platform.settings import get_settings
 from tre_platform.views import build_views
 from tre_platform.views.storage import group_members, project_group, unix_username
+
+API = "/api/v1"
 
 
 @dataclass
@@ -42,6 +43,17 @@ class Scene:
     world: WorkspaceWorld
     p3: Project
     data_dir: Path
+    client: TestClient
+
+    def call(self, session: Session, user: User, method: str, path: str, **body: str) -> None:
+        """One REST call as ``user``; it must succeed."""
+        token = make_token(session, user)
+        session.commit()
+        response = self.client.request(
+            method, f"{API}{path}", json=body or None, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code < 300, response.text
+        session.expire_all()
 
     def views(self) -> dict[tuple[str, str], str]:
         """(project code, view) -> the build its symlink points at."""
@@ -90,12 +102,17 @@ def scene(
     monkeypatch.setenv("TRE_ENFORCE_ON_CHANGE", "true")
     monkeypatch.setenv("TRE_WORKSPACE_CONTROL_CLASS", "recording_hub:RecordingHub")
     get_settings.cache_clear()
-    yield Scene(wworld, p3, data_dir)
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        yield Scene(wworld, p3, data_dir, client)
     get_settings.cache_clear()
 
 
-def _owner_of(session: Session, org_id: str) -> Actor:
-    return Actor.of(make_user(session, roles=["data_owner"], organisation_id=org_id))
+def _owner_of(session: Session, org_id: str) -> User:
+    return make_user(session, roles=["data_owner"], organisation_id=org_id)
+
+
+def _admin(session: Session) -> User:
+    return make_user(session, roles=["admin"])
 
 
 def _tomorrow() -> dt.datetime:
@@ -104,7 +121,7 @@ def _tomorrow() -> dt.datetime:
 
 def revoke_lfs_agreement(session: Session, s: Scene) -> None:
     owner = _owner_of(session, s.world.lfs.owner_org_id)
-    agreements.revoke_agreement(session, owner, s.world.lfs_agreement.id, AgreementRevoke(reason="withdrawn"))
+    s.call(session, owner, "POST", f"/agreements/{s.world.lfs_agreement.id}/revoke", reason="withdrawn")
 
 
 def revoke_unrelated_agreement(session: Session, s: Scene) -> None:
@@ -112,7 +129,7 @@ def revoke_unrelated_agreement(session: Session, s: Scene) -> None:
     owner = _owner_of(session, s.world.lfs.owner_org_id)
     spare = make_agreement(session, owner=s.world.lfs.owner)
     session.commit()
-    agreements.revoke_agreement(session, owner, spare.id, AgreementRevoke(reason="granted by mistake"))
+    s.call(session, owner, "POST", f"/agreements/{spare.id}/revoke", reason="granted by mistake")
 
 
 def expire_lfs_agreement(session: Session, s: Scene) -> None:
@@ -123,11 +140,9 @@ def expire_lfs_agreement(session: Session, s: Scene) -> None:
 
 
 def revoke_alice_accreditation(session: Session, s: Scene) -> None:
-    admin = Actor.of(make_user(session, roles=["admin"]))
-    accreditation = s.world.alice.accreditations[0]
-    users.revoke_accreditation(
-        session, admin, s.world.alice.id, accreditation.id, RevokeRequest(reason="lapsed")
-    )
+    alice = s.world.alice
+    path = f"/users/{alice.id}/accreditations/{alice.accreditations[0].id}/revoke"
+    s.call(session, _admin(session), "POST", path, reason="lapsed")
 
 
 def expire_alice_accreditation(session: Session, s: Scene) -> None:
@@ -138,12 +153,18 @@ def expire_alice_accreditation(session: Session, s: Scene) -> None:
 
 
 def remove_alice_from_p3(session: Session, s: Scene) -> None:
-    projects.remove_member(session, Actor.of(s.world.bob), s.p3.id, s.world.alice.id)
+    s.call(session, s.world.bob, "DELETE", f"/projects/{s.p3.id}/members/{s.world.alice.id}")
 
 
 def close_p2(session: Session, s: Scene) -> None:
-    admin = Actor.of(make_user(session, roles=["admin"]))
-    projects.transition(session, admin, s.world.p2.id, "close", "study finished")
+    s.call(
+        session,
+        _admin(session),
+        "POST",
+        f"/projects/{s.world.p2.id}/transitions",
+        action="close",
+        comment="done",
+    )
 
 
 def p2_end_date_passes(session: Session, s: Scene) -> None:
