@@ -11,6 +11,7 @@ with no API call in between.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -266,3 +267,27 @@ def test_a_lost_accreditation_takes_the_researcher_out_of_every_project_group(
     assert alice not in group_members(project_group(scene.world.p1.code))
     assert alice not in group_members(project_group(scene.p3.code))
     assert bob in group_members(project_group(scene.p3.code))
+
+
+def test_tre_view_enforce_withdraws_an_expired_agreement_and_nothing_else(
+    session: Session, scene: Scene
+) -> None:
+    from typer.testing import CliRunner
+
+    from tre_platform.cli import app
+
+    w = scene.world
+    views_before = scene.views()
+    w.lfs_agreement.valid_to = clock.today()
+    session.commit()
+    with clock.frozen(_tomorrow()):
+        result = CliRunner().invoke(app, ["view", "enforce", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {(v["project"], v["dataset"]) for v in report["views_removed"]} == _lfs_views(scene)
+    assert {(s["username"], s["project"]) for s in report["workspaces_stopped"]} == {
+        (w.alice.username, w.p1.code),
+        (w.bob.username, w.p2.code),
+    }
+    assert scene.views() == {k: v for k, v in views_before.items() if k not in _lfs_views(scene)}
+    assert RecordingHub.running == {(w.bob.username, scene.p3.code), (w.alice.username, scene.p3.code)}
