@@ -61,6 +61,7 @@ run: setup
 lint: setup-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	PYTHONPATH=platform:. $(BIN)/lint-imports --no-cache
 
 typecheck: setup-dev
 	$(BIN)/mypy

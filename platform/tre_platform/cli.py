@@ -280,12 +280,21 @@ def up(
     import uvicorn
 
     from tre_platform.api.app import create_app
+    from tre_platform.scheduler import start as start_scheduler
 
+    # Expiries (every minute) and retention (daily) are enforced in-process: no outside cron needed.
+    scheduler = start_scheduler() if settings.scheduler_enabled else None
+    if scheduler is not None:
+        jobs = ", ".join(f"{job.id} every {job.trigger.interval}" for job in scheduler.get_jobs())
+        console.print(f"scheduler: {jobs}", soft_wrap=True)
     try:
         uvicorn.run(
             create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info"
         )
     finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=True)
+            console.print("scheduler stopped")
         if hub_process is not None:
             hub_process.terminate()
             hub_process.wait(timeout=30)

@@ -125,6 +125,17 @@ class Settings(BaseSettings):
         True,
         description="after a revocation, expiry or approval change: rebuild views, stop refused workspaces",
     )
+    enforcer_class: str = Field(
+        "tre_platform.views.enforce:ViewEnforcer",
+        description="the Enforcer the domains' access_changed calls ('module:Class', see enforcement.py)",
+    )
+    workspace_control_class: str = Field(
+        "tre_platform.hub.client:HubClient",
+        description="lists and stops running workspaces ('module:Class' with from_settings())",
+    )
+    scheduler_enabled: bool = Field(
+        True, description="`tre up` runs the expiry (every minute) and retention (daily) jobs in-process"
+    )
 
     @field_validator("totp_required_roles", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from tre_platform.api.audit.service import record
 from tre_platform.api.common import Page
 from tre_platform.api.users import security
 from tre_platform.api.users import service as users
-from tre_platform.api.users.models import User, WebSession
+from tre_platform.api.users.models import ApiToken, User, WebSession
 from tre_platform.errors import Forbidden, Unauthenticated
 
 SESSION_COOKIE = "tre_session"
@@ -73,6 +73,8 @@ class Auth:
     via: str  # "token" or "session"
     web_session: WebSession | None = None
     mfa_required: bool = False
+    #: The API token the request was authenticated with (tokens it mints may not outgrow it).
+    token: ApiToken | None = None
 
     @property
     def actor(self) -> Actor:
@@ -103,7 +105,7 @@ def get_auth_pending(request: Request, session: DbSession) -> Auth:
                 f"this token is limited to {', '.join(token.scopes)}; create one for the API"
             )
         request.state.actor_label = token.user.username
-        return Auth(user=token.user, via="token")
+        return Auth(user=token.user, via="token", token=token)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise Unauthenticated("sign in first: send 'Authorization: Bearer <token>' or a session cookie")

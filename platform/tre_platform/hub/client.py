@@ -1,32 +1,22 @@
-"""The control plane's client of JupyterHub's REST API (as the ``tre-control-plane`` service)."""
+"""The control plane's client of JupyterHub's REST API (as the ``tre-control-plane`` service).
+
+:class:`HubClient` is the default :class:`tre_platform.enforcement.WorkspaceControl`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from tre_platform.errors import TreError
+from tre_platform.enforcement import RunningServer, WorkspaceControlUnavailable
+
+__all__ = ["HubClient", "HubUnavailable", "RunningServer"]
 
 
-class HubUnavailable(TreError):
+class HubUnavailable(WorkspaceControlUnavailable):
     """The hub's API could not be reached or refused the service token."""
-
-    status_code = 502
-    code = "hub_unavailable"
-
-
-@dataclass(frozen=True)
-class RunningServer:
-    """A workspace server the hub reports as running (or starting)."""
-
-    username: str
-    server_name: str
-    project: str
-    ready: bool
-    state: dict[str, Any] = field(default_factory=dict)
 
 
 class HubClient:

@@ -98,6 +98,7 @@ def plan_workspace(username: str, project_code: str, *, api_url: str | None = No
             TokenCreate(
                 name=f"workspace {project.code}"[:100], scopes=WORKSPACE_TOKEN_SCOPES, expires_in_days=1
             ),
+            project_id=project.id,
         )
         audit(session, Actor.of(user), "workspace.spawn", project, decision="allow", reasons=decision.reasons)
         env = workspace_env(

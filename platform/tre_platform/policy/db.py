@@ -40,6 +40,7 @@ from tre_platform.policy.facts import (
     ReleaseFacts,
     UserFacts,
     candidate_agreements,
+    enforcer_user,
     system_user,
 )
 
@@ -443,10 +444,13 @@ def load_request(
     """
     if action not in ACTIONS:
         raise InvalidInput(f"unknown action {action!r}; use one of: {', '.join(ACTIONS)}", field="action")
+    enforcing = isinstance(user, Actor) and user.is_enforcer
     if isinstance(user, Actor):
         user = user.user
     principal: UserFacts
-    if user is None:
+    if enforcing:
+        principal = enforcer_user()
+    elif user is None:
         principal = system_user()
     else:
         user_id, new_user = _ref(user)

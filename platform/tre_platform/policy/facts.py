@@ -32,6 +32,8 @@ RESEARCHER_ACTIONS = frozenset({"spawn_workspace", "read_dataset", "submit_relea
 DATASET_ACTIONS = frozenset({"read_dataset", "build_view"})
 
 SYSTEM_USER_ID = "system"
+#: The enforcement identity: a principal of its own, in ``Role::"enforcer"`` and no other role.
+ENFORCER_USER_ID = "tre-enforcer"
 ALL_ROLES = ("admin", "data_owner", "approver", "researcher", "output_checker")
 
 
@@ -149,6 +151,15 @@ def system_user(organisation: OrgFacts | None = None) -> UserFacts:
     """The operator / system principal: holds every role but owns no data and holds no accreditation."""
     org = organisation or OrgFacts(id="system", slug="system", name="the TRE operator")
     return UserFacts(id=SYSTEM_USER_ID, username=SYSTEM_USER_ID, organisation=org, roles=frozenset(ALL_ROLES))
+
+
+def enforcer_user() -> UserFacts:
+    """The system's enforcement identity: may re-decide project views (``permit.enforcer.build_view``)
+    and nothing else; the same forbids as for anyone decide whether a view is still allowed."""
+    org = OrgFacts(id="system", slug="system", name="the TRE operator")
+    return UserFacts(
+        id=ENFORCER_USER_ID, username=ENFORCER_USER_ID, organisation=org, roles=frozenset({"enforcer"})
+    )
 
 
 def candidate_agreements(

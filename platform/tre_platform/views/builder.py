@@ -46,8 +46,8 @@ from tre_platform.api.common import audit
 from tre_platform.api.datasets.models import Dataset, DatasetVersion, IndexKind
 from tre_platform.api.projects.models import Project
 from tre_platform.clock import clock
-from tre_platform.errors import NotFound, TreError
-from tre_platform.policy import authorize
+from tre_platform.errors import Forbidden, NotFound, TreError
+from tre_platform.policy import Decision, authorize
 from tre_platform.settings import Settings, get_settings
 from tre_platform.views import storage
 from tre_platform.views.settings import get_workspace_settings
@@ -78,8 +78,9 @@ class ViewOutcome:
 
     dataset: str
     #: built | unchanged | removed (was there, no longer allowed or listed) | denied (not there, not
-    #: allowed) | no_version (allowed, nothing published yet)
-    action: Literal["built", "unchanged", "removed", "denied", "no_version"]
+    #: allowed) | no_version (allowed, nothing published yet) | kept (still allowed; withdraw-only runs
+    #: neither rebuild nor touch it) | absent (allowed, never built; withdraw-only runs build nothing)
+    action: Literal["built", "unchanged", "removed", "denied", "no_version", "kept", "absent"]
     reasons: tuple[str, ...] = ()
     source_version: int | None = None
     rows: int | None = None
@@ -169,8 +170,9 @@ def views_dir(project_code: str, settings: Settings | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def _project_lock(directory: Path) -> Iterator[None]:
-    # One build of a project at a time (CLI, approval hook and enforcer may overlap).
+def project_lock(directory: Path) -> Iterator[None]:
+    """Hold the project's build lock: one build or removal of a project's views at a time (CLI,
+    approval hook, enforcer and retention sweep may overlap). ``directory`` is ``views/.builds``."""
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -190,8 +192,14 @@ def build_views(
     spark: SparkSession | None = None,
     mode: StorageMode | None = None,
     sync_members: bool = True,
+    withdraw_only: bool = False,
 ) -> ViewBuildResult:
     """Build, refresh or remove every view of a project, as the policy engine decides each one.
+
+    Whether a view is still allowed is decided by the policies' conditions on the data (agreement,
+    project state and dates, listing, tier), never by who asks: when ``actor``'s own ``build_view`` is
+    refused but the enforcement identity's is allowed, the refusal is the actor's lack of rights and
+    :class:`~tre_platform.errors.Forbidden` is raised before anything is touched.
 
     Args:
         session: database session; the audit events are added to it (the caller commits).
@@ -200,12 +208,15 @@ def build_views(
         engine: ``arrow`` (default) or ``spark`` (uses ``spark`` or the active SparkSession).
         mode: storage separation; default ``TRE_STORAGE_MODE`` (``unix``, which needs root).
         sync_members: also make the project's Unix group exactly the members allowed to spawn.
+        withdraw_only: enforcement: remove what is no longer allowed, build or rebuild nothing (a view
+            still allowed keeps its files and build).
 
     Returns:
         One :class:`ViewOutcome` per dataset listed or found, and the group changes.
 
     Raises:
         NotFound: no such project.
+        Forbidden: ``actor`` may not build views (nothing is touched).
         NotRootError: unix storage mode without root.
         ViewBuildError: a research version is missing or incomplete on disk.
 
@@ -216,6 +227,20 @@ def build_views(
     settings = get_settings()
     mode = mode or get_workspace_settings().storage_mode
     project = find_project(session, project_id)
+    links = sorted(
+        (
+            (dataset, list(columns))
+            for dataset, columns in (
+                (session.get(Dataset, link.dataset_id), link.columns) for link in project.datasets
+            )
+            if dataset is not None
+        ),
+        key=lambda pair: pair[0].name,
+    )
+    decisions = {
+        dataset.id: _decide(session, actor, project, dataset, columns, quiet=withdraw_only)
+        for dataset, columns in links
+    }
     if mode is StorageMode.unix:
         storage.require_root("building project views")
     data_dir = settings.ensure_data_dir()
@@ -230,18 +255,25 @@ def build_views(
     keys = _KeySource(settings, project)
 
     outcomes: list[ViewOutcome] = []
-    with _project_lock(builds):
-        links = sorted(
-            ((session.get(Dataset, link.dataset_id), link.columns) for link in project.datasets),
-            key=lambda pair: pair[0].name if pair[0] is not None else "",
-        )
+    with project_lock(builds):
         listed: set[str] = set()
         for dataset, columns in links:
-            if dataset is None:
-                continue
             listed.add(dataset.name)
             outcomes.append(
-                _one_view(session, actor, project, dataset, list(columns), target, keys, engine, spark, gid)
+                _one_view(
+                    session,
+                    actor,
+                    project,
+                    dataset,
+                    columns,
+                    target,
+                    keys,
+                    engine,
+                    spark,
+                    gid,
+                    decisions[dataset.id],
+                    withdraw_only,
+                )
             )
         for stale in sorted(_published(target) - listed):
             _remove_view(target, stale)
@@ -256,7 +288,7 @@ def build_views(
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     if sync_members and mode is StorageMode.unix:
-        added, removed = sync_project_members(session, actor, project)
+        added, removed = sync_project_members(session, actor, project, withdraw_only=withdraw_only)
     return ViewBuildResult(
         project=project.code,
         views_dir=target,
@@ -265,6 +297,36 @@ def build_views(
         members_removed=removed,
         storage_mode=mode.value,
     )
+
+
+def _decide(
+    session: Session,
+    actor: Actor,
+    project: Project,
+    dataset: Dataset,
+    columns: list[str],
+    quiet: bool = False,
+) -> Decision:
+    """``build_view`` for ``actor``; a refusal that is the actor's own (the enforcement identity is
+    allowed the same view) raises Forbidden instead of being taken for withdrawn access. ``quiet``
+    (enforcement, which re-decides every minute): only a deny is audited."""
+    decision = authorize(
+        session, actor, "build_view", project=project, dataset=dataset, columns=columns, audit=not quiet
+    )
+    if quiet and not decision.allowed:
+        decision = authorize(session, actor, "build_view", project=project, dataset=dataset, columns=columns)
+    if decision.allowed or actor.is_enforcer:
+        return decision
+    check = authorize(
+        session, Actor.enforcer(), "build_view", project=project, dataset=dataset, columns=columns
+    )
+    if check.allowed:
+        raise Forbidden(
+            f"{actor.label} may not build the views of project {project.code}: "
+            + "; ".join(decision.reasons)
+            + " (nothing was changed; view enforcement runs as the system's own identity)"
+        )
+    return check
 
 
 def _one_view(
@@ -278,8 +340,9 @@ def _one_view(
     engine: BuildEngine,
     spark: SparkSession | None,
     gid: int | None,
+    decision: Decision,
+    withdraw_only: bool = False,
 ) -> ViewOutcome:
-    decision = authorize(session, actor, "build_view", project=project, dataset=dataset, columns=columns)
     present = (target / dataset.name).exists()
     if not decision.allowed:
         if present:
@@ -302,6 +365,9 @@ def _one_view(
             _remove_view(target, dataset.name)
         reason = f"dataset {dataset.name} has no published version yet; ingest a delivery first"
         return ViewOutcome(dataset.name, "no_version", (reason,))
+    if withdraw_only:
+        # Enforcement touches only what is no longer allowed: an allowed view keeps its build.
+        return ViewOutcome(dataset.name, "kept" if present else "absent", tuple(decision.reasons))
 
     source = Path(version.path)
     if not (source / "_SUCCESS").exists():
@@ -423,6 +489,31 @@ def _publish(target: Path, name: str, build: Path) -> None:
         # A plain directory (older layout): move it aside first, a symlink cannot replace it.
         os.rename(link, target / BUILDS_DIR / f".old-{name}-{secrets.token_hex(4)}")
     os.replace(tmp, link)
+
+
+def remove_version_views(session: Session, actor: Actor, version_id: str, why: str) -> list[tuple[str, str]]:
+    """Remove every published view built from dataset version ``version_id`` (archived or destroyed),
+    each under its project's build lock so a concurrent build never republishes half a view.
+    Returns the (project code, view name) pairs removed; each removal is audited."""
+    removed: list[tuple[str, str]] = []
+    for code, manifest in list_views(session):
+        if manifest.source_version_id != version_id:
+            continue
+        target = views_dir(code)
+        with project_lock(target / BUILDS_DIR):
+            _remove_view(target, manifest.dataset)
+        audit(
+            session,
+            actor,
+            "view.remove",
+            find_project(session, code),
+            reasons=[why],
+            dataset=manifest.dataset,
+            dataset_version=manifest.source_version,
+            kept=True,  # the view's files are gone even if the caller's step is rolled back
+        )
+        removed.append((code, manifest.dataset))
+    return removed
 
 
 def _remove_view(target: Path, name: str) -> None:
@@ -550,13 +641,15 @@ def list_views(session: Session, project_id: str | None = None) -> list[tuple[st
 
 
 def sync_project_members(
-    session: Session, actor: Actor, project: Project
+    session: Session, actor: Actor, project: Project, *, withdraw_only: bool = False
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Make ``tre-p-<code>`` hold exactly the members the policy engine lets spawn a workspace now.
 
     Each member's ``spawn_workspace`` decision is audited; allowed members get their Unix user created
-    if needed. Returns the Unix names (added, removed).
+    if needed. Returns the Unix names (added, removed). ``withdraw_only`` (enforcement, every minute):
+    only remove those no longer allowed, add nobody, and audit only the denies.
     """
+    quiet = withdraw_only
     from tre_platform.api.users.models import User
 
     group = storage.project_group(project.code)
@@ -567,10 +660,16 @@ def sync_project_members(
         user = session.get(User, user_id)
         if user is None:
             continue
-        if authorize(session, user, "spawn_workspace", project=project).allowed:
+        allowed = authorize(session, user, "spawn_workspace", project=project, audit=not quiet).allowed
+        if quiet and not allowed:
+            authorize(session, user, "spawn_workspace", project=project)  # a deny is always audited
+        if allowed:
             name = storage.unix_username(user.username, user.unix_username)
-            storage.ensure_user(name, comment=f"tre researcher {user.username}")
+            if not withdraw_only:
+                storage.ensure_user(name, comment=f"tre researcher {user.username}")
             wanted.add(name)
+    if withdraw_only:
+        wanted &= storage.group_members(group)
     added, removed = storage.set_group_members(group, wanted)
     if added or removed:
         audit(

@@ -13,7 +13,9 @@ from rich.table import Table
 
 from tre_platform.errors import TreError
 
-view_app = typer.Typer(help="Project views: build (policy-decided, re-keyed) and list.", no_args_is_help=True)
+view_app = typer.Typer(
+    help="Project views: build (policy-decided, re-keyed), list, and enforce.", no_args_is_help=True
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -111,3 +113,51 @@ def list_command(
             code, m.dataset, str(m.source_version), str(m.row_count), ", ".join(m.column_names), m.built_at
         )
     console.print(table)
+
+
+@view_app.command("enforce")
+def enforce_command(
+    project: Annotated[list[str] | None, typer.Option("--project", "-p", help="only these projects")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Remove what the policies no longer allow - views, running workspaces, project tokens - and nothing
+    else, deciding as the system's enforcement identity (what `tre up`'s scheduler does every minute)."""
+    from tre_platform.actor import Actor
+    from tre_platform.db.session import session_scope
+    from tre_platform.views.enforce import enforce_access
+
+    try:
+        with session_scope() as session:
+            report = enforce_access(session, Actor.system(f"cli:{getpass.getuser()}"), project_ids=project)
+    except TreError as exc:
+        raise _fail(exc.message) from None
+    removed = [
+        {"project": r.project, "dataset": o.dataset, "reasons": list(o.reasons)}
+        for r in report.views
+        for o in r.outcomes
+        if o.action == "removed"
+    ]
+    stopped = [
+        {"username": s.username, "project": s.project, "reasons": list(s.reasons)} for s in report.stopped
+    ]
+    if as_json:
+        data = {
+            "views_removed": removed,
+            "workspaces_stopped": stopped,
+            "tokens_revoked": list(report.tokens_revoked),
+            "problems": list(report.problems),
+        }
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    for item in removed:
+        console.print(f"view {item['project']}/{item['dataset']} removed: " + "; ".join(item["reasons"]))
+    for item in stopped:
+        console.print(
+            f"workspace {item['username']}/{item['project']} stopped: " + "; ".join(item["reasons"])
+        )
+    console.print(
+        f"{len(removed)} views removed, {len(stopped)} workspaces stopped, "
+        f"{len(report.tokens_revoked)} tokens revoked; every other view and workspace untouched"
+    )
+    for problem in report.problems:
+        err_console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True)

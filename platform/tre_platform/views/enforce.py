@@ -1,9 +1,17 @@
-"""Re-decide access after a change: stop workspaces that lost it, rebuild or remove views.
+"""Re-decide access after a change: remove what is no longer allowed, touch nothing else.
 
-The control plane calls :func:`enforce_access` after an agreement is revoked, an accreditation is
-revoked, a project changes state or its members change (and a periodic job calls it for expiries, which
-need no event). Decisions compare dates themselves, so a late run never grants access past an end
-date; this function makes the *running* state - servers and files - catch up with the decisions.
+The domains call :func:`tre_platform.enforcement.access_changed` after an agreement is revoked, an
+accreditation is revoked, a project changes state or its members change; the scheduler in ``tre up``
+calls :func:`enforce_access` every minute for expiries, which need no event. Decisions compare dates
+themselves, so a late run never grants access past an end date; this module makes the *running* state
+- view files, workspaces and the tokens they justify - catch up with the decisions.
+
+Every decision here is made as the system's enforcement identity (:meth:`Actor.enforcer`), never as
+the person whose change triggered it (``cause``, recorded in the audit log): whether a view is still
+allowed depends on the data's conditions alone. Per project and per dataset, a view no longer allowed
+is removed; a view still allowed is neither removed nor rebuilt; a server is stopped only when its
+user may no longer spawn in its project or one of its project's views was just removed; a token tied
+to a project is revoked when its user may no longer use that project.
 """
 
 from __future__ import annotations
@@ -19,12 +27,24 @@ from sqlalchemy.orm import Session
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit
 from tre_platform.api.projects.models import Project
-from tre_platform.api.users.models import User
+from tre_platform.api.users import service as users
+from tre_platform.api.users.models import ApiToken, User
+from tre_platform.clock import clock
+from tre_platform.enforcement import (
+    WorkspaceControl,
+    WorkspaceControlUnavailable,
+    workspace_control,
+)
 from tre_platform.errors import TreError
-from tre_platform.hub.client import HubClient, HubUnavailable
 from tre_platform.policy import authorize
 from tre_platform.settings import get_settings
-from tre_platform.views.builder import ViewBuildResult, build_views, find_project
+from tre_platform.views.builder import (
+    ViewBuildResult,
+    build_views,
+    find_project,
+    remove_version_views,
+    views_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +63,8 @@ class EnforcementReport:
     kept: tuple[tuple[str, str], ...] = ()
     views: tuple[ViewBuildResult, ...] = ()
     problems: tuple[str, ...] = field(default_factory=tuple)
+    #: Ids of the API tokens revoked because the project access that justified them ended.
+    tokens_revoked: tuple[str, ...] = ()
 
 
 def enforce_access(
@@ -50,28 +72,25 @@ def enforce_access(
     actor: Actor | None = None,
     *,
     project_ids: Sequence[str] | None = None,
-    hub: HubClient | None = None,
+    hub: WorkspaceControl | None = None,
     rebuild_views: bool = True,
 ) -> EnforcementReport:
-    """Rebuild or remove views, then stop every running workspace that lost access.
-
-    A server is stopped when the policy engine no longer allows ``spawn_workspace`` for its user and
-    project (accreditation, membership, project state or dates), or when one of its project's views was
-    just removed (agreement revoked, dataset or column no longer approved).
+    """Remove views no longer allowed, stop workspaces and revoke tokens that lost access.
 
     Args:
         session: database session (audit events are added; the caller commits).
-        actor: who triggers it (default the system actor ``enforcer``).
+        actor: who caused it (recorded as ``cause``); the decisions are the enforcement identity's.
         project_ids: limit to these projects (ids or codes); default every project.
-        hub: a :class:`tre_platform.hub.client.HubClient`; default one from the settings. When the hub
-            is not running, only the views are enforced and the report says so.
-        rebuild_views: also run :func:`build_views` (and the group sync) for each project.
+        hub: a :class:`~tre_platform.enforcement.WorkspaceControl`; default the configured one. When it
+            cannot be reached, views and tokens are still enforced and the report says so.
+        rebuild_views: also re-decide the views (remove-only: nothing is built or rebuilt).
 
     Example:
-        >>> revoke_agreement(session, actor, agreement_id, AgreementRevoke(reason="ended"))  # doctest: +SKIP
-        >>> enforce_access(session, actor)                                                  # doctest: +SKIP
+        >>> revoke_agreement(session, owner, agreement_id, AgreementRevoke(reason="ended"))  # doctest: +SKIP
+        >>> enforce_access(session, owner)  # decides as the enforcer           # doctest: +SKIP
     """
-    actor = actor or Actor.system("enforcer")
+    enforcer = Actor.enforcer()
+    cause = actor.label if actor is not None else "schedule"
     scope = {find_project(session, ref).code for ref in project_ids} if project_ids else None
     problems: list[str] = []
     stopped: list[StoppedWorkspace] = []
@@ -82,11 +101,9 @@ def enforce_access(
     results: list[ViewBuildResult] = []
     lost: dict[str, list[str]] = {}
     if rebuild_views:
-        projects_root = get_settings().resolved_data_dir / "projects"
-        codes = scope if scope is not None else _projects_with_views(session, projects_root)
-        for code in sorted(codes):
+        for code in sorted(_projects_with_views(session, scope)):
             try:
-                result = build_views(session, actor, code)
+                result = build_views(session, enforcer, code, withdraw_only=True)
             except TreError as exc:
                 problems.append(f"views of {code}: {exc.message}")
                 continue
@@ -97,17 +114,19 @@ def enforce_access(
                         f"view {outcome.dataset} was removed: " + "; ".join(outcome.reasons)
                     )
 
-    client: HubClient | None = hub
+    revoked = _revoke_project_tokens(session, enforcer, scope, cause)
+
+    client: WorkspaceControl | None = hub
     own_client = False
     if client is None:
         try:
-            client = HubClient.from_settings()
+            client = workspace_control()
             own_client = True
-        except (OSError, TreError) as exc:
-            problems.append(f"hub not configured: {exc}")
+        except WorkspaceControlUnavailable as exc:
+            problems.append(exc.message)
     try:
         servers = client.running_servers() if client is not None else []
-    except HubUnavailable as exc:
+    except WorkspaceControlUnavailable as exc:
         problems.append(exc.message)
         servers = []
     for server in servers:
@@ -131,26 +150,78 @@ def enforce_access(
         if project is not None:
             audit(
                 session,
-                actor,
+                enforcer,
                 "workspace.stop",
                 project,
                 decision="deny",
                 reasons=list(reasons),
                 username=server.username,
                 server=server.server_name,
+                cause=cause,
             )
     if own_client and client is not None:
         client.close()
-    return EnforcementReport(tuple(stopped), tuple(kept), tuple(results), tuple(problems))
+    return EnforcementReport(tuple(stopped), tuple(kept), tuple(results), tuple(problems), tuple(revoked))
 
 
-def _projects_with_views(session: Session, root: object) -> set[str]:
-    from pathlib import Path
+def _revoke_project_tokens(
+    session: Session, enforcer: Actor, scope: set[str] | None, cause: str
+) -> list[str]:
+    """Revoke each live token tied to a project whose user may no longer spawn there (with the tokens
+    minted from it): the accreditation, membership or project that justified it has ended."""
+    query = select(ApiToken).where(ApiToken.project_id.is_not(None), ApiToken.revoked_at.is_(None))
+    now = clock.now()
+    revoked: list[str] = []
+    decided: dict[tuple[str, str], tuple[bool, list[str]]] = {}
+    for token in session.scalars(query).all():
+        if token.expires_at is not None and token.expires_at <= now:
+            continue
+        project = session.get(Project, token.project_id)
+        if project is not None and scope is not None and project.code not in scope:
+            continue
+        key = (token.user_id, token.project_id or "")
+        if key not in decided:
+            if project is None:
+                decided[key] = (False, ["the project no longer exists"])
+            else:
+                decision = authorize(session, token.user, "spawn_workspace", project=project)
+                decided[key] = (decision.allowed, list(decision.reasons))
+        allowed, reasons = decided[key]
+        if allowed:
+            continue
+        revoked.extend(users.revoke_token_lineage(session, enforcer, token, reasons=reasons, cause=cause))
+    return revoked
 
+
+def _projects_with_views(session: Session, scope: set[str] | None) -> set[str]:
+    """Codes of the projects (in ``scope``, if given) that have a views directory: the only ones with
+    anything to withdraw. A project never built gets no directory from enforcement."""
+    root = get_settings().resolved_data_dir / "projects"
     codes: set[str] = set()
-    path = Path(str(root))
-    if path.is_dir():
+    if root.is_dir():
         with contextlib.suppress(PermissionError):
-            codes |= {p.name for p in path.iterdir() if p.is_dir()}
+            codes = {p.name for p in root.iterdir() if p.is_dir() and views_dir(p.name).is_dir()}
+    if scope is not None:
+        codes &= scope
     known = set(session.scalars(select(Project.code)))
     return codes & known
+
+
+class ViewEnforcer:
+    """The default :class:`tre_platform.enforcement.Enforcer`: views on local storage, workspaces
+    through the configured :class:`~tre_platform.enforcement.WorkspaceControl`."""
+
+    def enforce(
+        self, session: Session, cause: Actor, project_ids: Sequence[str] | None = None
+    ) -> EnforcementReport:
+        """:func:`enforce_access` for these projects (looked up at call time, so it can be observed)."""
+        return enforce_access(session, cause, project_ids=project_ids)
+
+    def withdraw_version_views(
+        self, session: Session, cause: Actor, version_id: str, why: str
+    ) -> list[tuple[str, str]]:
+        """:func:`tre_platform.views.builder.remove_version_views`."""
+        return remove_version_views(session, cause, version_id, why)
+
+
+__all__ = ["EnforcementReport", "StoppedWorkspace", "ViewEnforcer", "enforce_access"]

@@ -10,6 +10,7 @@ from hashlib import sha256
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from factories import SYSTEM, make_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from tre_platform.api.agreements import service as agreements
 from tre_platform.api.agreements.schemas import AgreementRevoke
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.clock import clock
+from tre_platform.errors import Forbidden
 from tre_platform.settings import get_settings
 from tre_platform.views import build_views, list_views
 from tre_platform.views.storage import project_group
@@ -133,9 +135,23 @@ def test_every_view_build_is_a_policy_decision_in_the_audit_log(
 
 
 def test_a_researcher_may_not_build_views(session: Session, wworld: WorkspaceWorld, data_dir: Path) -> None:
-    result = build_views(session, Actor.of(wworld.alice), wworld.p1.code)
-    assert {o.action for o in result.outcomes} == {"denied"}
+    with pytest.raises(Forbidden, match="needs the role admin or enforcer"):
+        build_views(session, Actor.of(wworld.alice), wworld.p1.code)
     assert not list((data_dir / "projects" / wworld.p1.code / "views").glob("[!.]*"))
+
+
+def test_a_refusal_for_lack_of_rights_never_removes_a_view_still_allowed(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
+    """The live bug: a build asked by someone who may not build views was taken for withdrawn access."""
+    build_views(session, SYSTEM, wworld.p1.code)
+    session.commit()
+    views = data_dir / "projects" / wworld.p1.code / "views"
+    before = {name: os.readlink(views / name) for name in (wworld.hes.name, wworld.lfs.name)}
+    owner = make_user(session, roles=["data_owner"], organisation_id=wworld.hes.owner_org_id)
+    with pytest.raises(Forbidden):
+        build_views(session, Actor.of(owner), wworld.p1.code)
+    assert {name: os.readlink(views / name) for name in before} == before
 
 
 def test_a_new_version_is_published_atomically_and_the_old_build_goes(

@@ -20,8 +20,8 @@ from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.users.models import Role
 from tre_platform.clock import clock
+from tre_platform.enforcement import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound
-from tre_platform.hooks import access_changed
 
 
 def status(agreement: DataSharingAgreement) -> str:

@@ -137,7 +137,8 @@ def change_password(body: PasswordChange, session: DbSession, auth: CurrentAuth)
     summary="Create an API token (shown once)",
 )
 def create_token(body: TokenCreate, session: DbSession, auth: CurrentAuth) -> TokenCreated:
-    token, raw = users.create_api_token(session, auth.actor, body)
+    # A token mints only narrower, shorter-lived tokens (a workspace's none); a browser session any.
+    token, raw = users.create_api_token(session, auth.actor, body, parent=auth.token)
     return TokenCreated.model_validate({**TokenOut.model_validate(token).model_dump(), "token": raw})
 
 

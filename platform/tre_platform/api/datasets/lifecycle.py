@@ -45,6 +45,7 @@ from tre_platform.api.datasets.models import Dataset, DatasetVersion, DatasetVer
 from tre_platform.api.datasets.schemas import LifecycleStepOut, RemovedView, SweepOut, VersionLifecycleOut
 from tre_platform.api.users.models import Role
 from tre_platform.clock import clock
+from tre_platform.enforcement import access_changed, withdraw_version_views
 from tre_platform.errors import Conflict, Forbidden, NotFound, TreError
 from tre_platform.settings import get_settings
 
@@ -227,36 +228,12 @@ def _record(
     return event
 
 
-def _views_from(session: Session, version: DatasetVersion) -> list[tuple[str, str]]:
-    """(project code, view name) of every published view whose manifest names ``version`` as its source."""
-    from tre_platform.views.builder import list_views
-
-    return [(code, m.dataset) for code, m in list_views(session) if m.source_version_id == version.id]
-
-
 def _remove_views(session: Session, actor: Actor, version: DatasetVersion, why: str) -> list[RemovedView]:
-    # The builder's own removal, under its per-project lock, so a concurrent build never republishes
-    # half a view. (Private helpers of views.builder; the builder owns the layout of views/.)
-    from tre_platform.views.builder import BUILDS_DIR, _project_lock, _remove_view, find_project, views_dir
-
-    removed: list[RemovedView] = []
-    for code, name in _views_from(session, version):
-        target = views_dir(code)
-        with _project_lock(target / BUILDS_DIR):
-            _remove_view(target, name)
-        project = find_project(session, code)
-        audit(
-            session,
-            actor,
-            "view.remove",
-            project,
-            reasons=[why],
-            dataset=name,
-            dataset_version=version.version,
-            kept=True,  # the view's files are gone even if this step is rolled back
-        )
-        removed.append(RemovedView(project=code, view=name))
-    return removed
+    # Through the enforcement interface: the view builder owns the layout of views/ and its locks.
+    return [
+        RemovedView(project=code, view=name)
+        for code, name in withdraw_version_views(session, actor, version.id, why)
+    ]
 
 
 def _tree_size(root: Path) -> tuple[list[str], int]:
@@ -510,8 +487,6 @@ def destroy_version(
 def _enforce(session: Session, actor: Actor, views: list[RemovedView]) -> None:
     # Stop running workspaces that had a removed view open (the hook is off in most tests).
     if views:
-        from tre_platform.hooks import access_changed
-
         access_changed(session, actor, sorted({v.project for v in views}))
 
 

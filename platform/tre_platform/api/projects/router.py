@@ -58,7 +58,9 @@ def add_member(project_id: PathId, body: MemberAdd, session: DbSession, actor: C
 
 
 @router.delete(
-    "/{project_id}/members/{user_id}", response_model=ProjectOut, summary="Remove a member from a draft"
+    "/{project_id}/members/{user_id}",
+    response_model=ProjectOut,
+    summary="Remove a member (a draft, or an approved/active project: their access ends)",
 )
 def remove_member(project_id: PathId, user_id: PathId, session: DbSession, actor: CurrentActor) -> ProjectOut:
     return ProjectOut.model_validate(service.remove_member(session, actor, project_id, user_id))

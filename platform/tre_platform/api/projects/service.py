@@ -32,8 +32,8 @@ from tre_platform.api.projects.models import (
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate, ProjectUpdate
 from tre_platform.api.users.models import Role, User, UserRole
 from tre_platform.clock import clock
+from tre_platform.enforcement import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound
-from tre_platform.hooks import access_changed
 
 #: States in which the application can still be edited.
 EDITABLE_STATES = frozenset({ProjectState.draft})
@@ -212,9 +212,21 @@ def add_member(session: Session, actor: Actor, project_id: str, data: MemberAdd)
 
 
 def remove_member(session: Session, actor: Actor, project_id: str, user_id: str) -> Project:
-    """Remove a member from a draft project (lead or administrator). The lead cannot be removed."""
+    """Remove a member (lead or administrator). The lead cannot be removed.
+
+    A draft's members change freely. From an approved or active project a member can be removed too
+    (never added: that needs a new approval); their access ends now - workspaces stopped, tokens that
+    the membership justified revoked - and nobody else's is touched.
+    """
     project = get_project(session, actor, project_id)
-    check_manage_members(actor, project)
+    leaving_live = project.state in USABLE_STATES
+    if leaving_live:
+        if not (actor.is_admin or actor.user_id in (project.lead_id, project.created_by_id)):
+            raise Forbidden(
+                f"only the lead of project {project.code} or an administrator may change its members"
+            )
+    else:
+        check_manage_members(actor, project)
     if user_id == project.lead_id:
         raise Conflict("the lead cannot be removed from their own project")
     member = next((m for m in project.members if m.user_id == user_id), None)
@@ -223,6 +235,8 @@ def remove_member(session: Session, actor: Actor, project_id: str, user_id: str)
     project.members.remove(member)
     session.flush()
     audit(session, actor, "project.member.remove", project, user_id=user_id)
+    if leaving_live:
+        access_changed(session, actor, [project.id])
     return project
 
 

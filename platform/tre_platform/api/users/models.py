@@ -127,6 +127,16 @@ class ApiToken(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: The token this one was minted with (None: from a browser session, or by the system). A token
+    #: never outlives or outranks its parent, and revoking the parent revokes it.
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), default=None, index=True
+    )
+    #: The project whose access justified the token (a workspace's token, and every token minted from
+    #: it): it is revoked when its user may no longer use that project.
+    project_id: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), default=None, index=True
+    )
 
     user: Mapped[User] = relationship(lazy="joined")
 

@@ -35,8 +35,8 @@ from tre_platform.api.users.schemas import (
     UserUpdate,
 )
 from tre_platform.clock import clock
+from tre_platform.enforcement import access_changed
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound, TreError, Unauthenticated
-from tre_platform.hooks import access_changed
 from tre_platform.settings import Settings, get_settings
 
 # Accounts ------------------------------------------------------------------------------------------
@@ -549,25 +549,117 @@ def reset_totp(session: Session, actor: Actor, user_id: str) -> User:
 # API tokens ----------------------------------------------------------------------------------------
 
 
-def create_api_token(session: Session, actor: Actor, data: TokenCreate) -> tuple[ApiToken, str]:
-    """A new API token for the signed-in user; returns (row, raw token). The raw token is shown only once."""
+#: The scope of a workspace's token: it may call the API, never mint another token.
+WORKSPACE_SCOPE = "workspace"
+
+
+def create_api_token(
+    session: Session,
+    actor: Actor,
+    data: TokenCreate,
+    *,
+    parent: ApiToken | None = None,
+    project_id: str | None = None,
+) -> tuple[ApiToken, str]:
+    """A new API token for the signed-in user; returns (row, raw token). The raw token is shown only once.
+
+    Args:
+        parent: the token the request was authenticated with, if any. A token may mint only tokens with
+            the same or fewer scopes and no longer life than itself; a workspace's token mints none.
+            The new token inherits the parent's project, and is revoked with it.
+        project_id: the project whose access justifies the token (a workspace's token): it is revoked
+            when its user may no longer use the project (:mod:`tre_platform.views.enforce`).
+
+    Raises:
+        Forbidden: the parent token may not mint this token (the message says which rule).
+    """
     check_user(actor)
     if actor.user is None:
         raise Forbidden("the operator does not use API tokens; sign in as a user")
+    now = clock.now()
+    expires_at = now + dt.timedelta(days=data.expires_in_days or get_settings().token_ttl_days)
+    scopes = list(data.scopes)
+    if parent is not None:
+        if WORKSPACE_SCOPE in parent.scopes:
+            raise Forbidden(
+                "a workspace's token cannot create API tokens; create one from the web UI's account page"
+            )
+        if parent.scopes and (not scopes or not set(scopes) <= set(parent.scopes)):
+            raise Forbidden(
+                "a token can create only tokens with the same or fewer scopes than its own "
+                f"({', '.join(parent.scopes)}); asked for {', '.join(scopes) or 'every scope'}"
+            )
+        if parent.expires_at is not None:
+            parent_expiry = _aware(parent.expires_at)
+            if data.expires_in_days is None:
+                expires_at = min(expires_at, parent_expiry)
+            elif expires_at > parent_expiry:
+                raise Forbidden(
+                    f"a token cannot outlive the token it is created with, which expires on "
+                    f"{parent_expiry:%Y-%m-%d %H:%M} UTC; ask for fewer days"
+                )
+        project_id = project_id or parent.project_id
     raw = security.new_api_token()
-    days = data.expires_in_days or get_settings().token_ttl_days
     token = ApiToken(
         user_id=actor.user.id,
         name=data.name,
         prefix=raw[:12],
         token_hash=security.hash_token(raw),
-        scopes=list(data.scopes),
-        expires_at=clock.now() + dt.timedelta(days=days),
+        scopes=scopes,
+        expires_at=expires_at,
+        parent_id=parent.id if parent is not None else None,
+        project_id=project_id,
     )
     session.add(token)
     session.flush()
-    audit(session, actor, "token.create", token, name=data.name, expires_at=token.expires_at)
+    audit(
+        session,
+        actor,
+        "token.create",
+        token,
+        name=data.name,
+        expires_at=token.expires_at,
+        parent_id=token.parent_id,
+        project_id=token.project_id,
+    )
     return token, raw
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite returns naive datetimes (stored as UTC).
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def revoke_token_lineage(
+    session: Session,
+    actor: Actor,
+    token: ApiToken,
+    *,
+    reasons: list[str] | None = None,
+    cause: str | None = None,
+) -> list[str]:
+    """Revoke ``token`` and every live token minted from it, however indirectly; return their ids."""
+    now = clock.now()
+    revoked: list[str] = []
+    pending = [token]
+    while pending:
+        current = pending.pop()
+        if current.revoked_at is None:
+            current.revoked_at = now
+            revoked.append(current.id)
+            audit(
+                session,
+                actor,
+                "token.revoke",
+                current,
+                reasons=reasons or [],
+                user_id=current.user_id,
+                project_id=current.project_id,
+                cause=cause,
+            )
+        pending.extend(session.scalars(select(ApiToken).where(ApiToken.parent_id == current.id)).all())
+    session.flush()
+    return revoked
 
 
 def list_api_tokens(session: Session, actor: Actor) -> list[ApiToken]:
@@ -588,9 +680,7 @@ def revoke_api_token(session: Session, actor: Actor, token_id: str) -> ApiToken:
         raise NotFound(f"no token with id {token_id!r} of yours; list your tokens to find it")
     if token.revoked_at is not None:
         raise Conflict("this token is already revoked")
-    token.revoked_at = clock.now()
-    session.flush()
-    audit(session, actor, "token.revoke", token, user_id=token.user_id)
+    revoke_token_lineage(session, actor, token)
     return token
 
 
@@ -606,6 +696,20 @@ def resolve_api_token(session: Session, raw: str) -> ApiToken:
         raise Unauthenticated("the API token has expired; create a new one")
     if not token.user.is_active:
         raise Unauthenticated("the account of this API token is disabled")
+    ancestor, seen = token, {token.id}
+    while ancestor.parent_id is not None and ancestor.parent_id not in seen:
+        # Revocation cascades when it happens; this also refuses a child whose parent merely expired.
+        parent = session.get(ApiToken, ancestor.parent_id)
+        if (
+            parent is None
+            or parent.revoked_at is not None
+            or (parent.expires_at is not None and _aware(parent.expires_at) <= now)
+        ):
+            raise Unauthenticated(
+                "the token this API token was created with is no longer valid; create a new one"
+            )
+        seen.add(parent.id)
+        ancestor = parent
     token.last_used_at = now
     return token
 

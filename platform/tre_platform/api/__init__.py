@@ -1,0 +1,1 @@
+"""The REST API: one sub-package per domain (router, schemas, models, service)."""
