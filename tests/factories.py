@@ -91,6 +91,22 @@ def make_user(session: Session, *, roles: list[str] | None = None, **overrides: 
     return users.create_user(session, SYSTEM, UserCreate(**data))
 
 
+def enrol_totp(session: Session, user_id: str) -> str:
+    """Give a user a confirmed TOTP factor; returns its secret. Freezes the clock and moves it on one
+    30-second step, so the next code is not the (already used) enrolment code."""
+    from tre_platform.api.users import security
+    from tre_platform.api.users import service as users
+
+    user = session.get(User, user_id)
+    assert user is not None
+    clock.freeze(clock.now())
+    _, secret, _ = users.start_totp_enrolment(session, Actor.of(user))
+    users.confirm_totp(session, Actor.of(user), security.totp_now(secret))
+    fresh(session)
+    clock.advance(dt.timedelta(seconds=30))
+    return secret
+
+
 def make_accreditation(session: Session, user: User, **overrides: Any) -> Accreditation:
     data: dict[str, Any] = {
         "scheme": "DEA accredited researcher",

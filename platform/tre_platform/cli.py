@@ -358,12 +358,12 @@ def _print_demo(logins: Sequence[Any]) -> None:
             login.password,
             ", ".join(login.roles),
             login.organisation,
-            login.totp_secret or "-",
+            "in the credentials file" if login.totp_secret else "-",  # never on stdout
         )
     console.print(table)
     console.print(
-        "Users with a TOTP secret need a code from an authenticator app (add the secret), or "
-        "`oathtool --totp -b SECRET`. Credentials are kept in "
+        "Every demo user signs in with a code from an authenticator app: add their TOTP secret from the "
+        "credentials file, or run `oathtool --totp -b SECRET`. Credentials are kept in "
         f"{get_settings().resolved_data_dir / 'demo-credentials.json'} (mode 0600)."
     )
 

@@ -21,6 +21,9 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "change-me", "changeme", "change_me", "secret", "password", "placeholder", "dev", "test", "xxx"}
 )
 
+#: Roles whose users sign in with a second factor by default (every role; only dev and test may relax it).
+SECOND_FACTOR_ROLES = ("admin", "data_owner", "approver", "output_checker", "researcher")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -84,8 +87,11 @@ class Settings(BaseSettings):
     session_ttl_minutes: int = Field(480, ge=5, description="browser session lifetime")
     token_ttl_days: int = Field(90, ge=1, description="default API token lifetime")
     totp_required_roles: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["admin", "data_owner", "approver", "output_checker"],
-        description="roles whose users must pass a TOTP second factor (comma-separated)",
+        default_factory=lambda: list(SECOND_FACTOR_ROLES),
+        description=(
+            "roles whose users must pass a second factor (comma-separated); every role by default, and "
+            "leaving one out is refused outside dev and test"
+        ),
     )
     cookie_secure: bool = Field(False, description="mark cookies Secure (set true behind HTTPS)")
     login_max_failures: int = Field(
@@ -96,6 +102,29 @@ class Settings(BaseSettings):
     )
     login_failure_window_minutes: int = Field(
         15, ge=1, description="how far back failed sign-ins count, and how long a lockout lasts"
+    )
+    # Single sign-on (OpenID Connect) ----------------------------------------------------------------
+    oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL; set it (with the client id and secret) to offer SSO"
+    )
+    oidc_client_id: str | None = Field(None, description="this deployment's client id at the OIDC provider")
+    oidc_client_secret: SecretStr | None = Field(None, description="the OIDC client's secret")
+    oidc_user_claim: str = Field(
+        "email",
+        description=(
+            "the ID-token claim naming the tre user: email (matched to the user's email; the provider must "
+            "say email_verified) or preferred_username (matched to the username)"
+        ),
+    )
+    oidc_mfa_amr: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "amr values (comma-separated, e.g. mfa,otp,hwk) that count as the second factor; "
+            "none by default, so TOTP still applies after SSO"
+        ),
+    )
+    oidc_mfa_acr: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="acr values (comma-separated) that count as the second factor"
     )
     spark_master: str = Field("local[2]", description="Spark master for pipelines and workspaces")
     dask_scheduler: str | None = Field(None, description="Dask scheduler address; default a LocalCluster")
@@ -137,7 +166,7 @@ class Settings(BaseSettings):
         True, description="`tre up` runs the expiry (every minute) and retention (daily) jobs in-process"
     )
 
-    @field_validator("totp_required_roles", mode="before")
+    @field_validator("totp_required_roles", "oidc_mfa_amr", "oidc_mfa_acr", mode="before")
     @classmethod
     def _split_roles(cls, value: object) -> object:
         if isinstance(value, str):
@@ -146,9 +175,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
+        missing = [role for role in SECOND_FACTOR_ROLES if role not in self.totp_required_roles]
+        if missing and self.env is Environment.prod:
+            raise SettingsError(
+                f"TRE_TOTP_REQUIRED_ROLES leaves out {', '.join(missing)}: every role signs in with a second "
+                "factor outside dev and test; unset it, or set TRE_ENV=dev for a throw-away setup"
+            )
         if self.env is Environment.dev:
             return self
-        for name in ("secret_key", "kek"):
+        for name in ("secret_key", "kek", "oidc_client_secret"):
             value: SecretStr | None = getattr(self, name)
             if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
                 raise SettingsError(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError
-from factories import PASSWORD, World, fresh, row_counts
+from factories import PASSWORD, World, enrol_totp, fresh, row_counts
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
@@ -107,16 +107,21 @@ def test_password_change_needs_the_current_password(client: TestClient, world: W
 
 
 def test_researcher_session_cookie_is_httponly_samesite_and_needs_csrf(
-    client: TestClient, world: World
+    client: TestClient, world: World, db: Session
 ) -> None:
+    secret = enrol_totp(db, world.ids["researcher"])
     response = login(client, "researcher")
     assert response.status_code == 200
-    assert response.json()["mfa_required"] is False
+    # Researchers pass a second factor too, by default: the password alone opens nothing.
+    assert response.json()["mfa_required"] is True
     set_cookie = "; ".join(
         v for k, v in response.headers.multi_items() if k == "set-cookie" and SESSION_COOKIE in v
     )
     assert "HttpOnly" in set_cookie and "SameSite=lax" in set_cookie and "Secure" not in set_cookie
     csrf = response.json()["csrf_token"]
+    assert client.get(f"{API}/orgs").status_code == 401
+    code = {"code": security.totp_now(secret)}
+    assert client.post(f"{API}/auth/totp", json=code, headers={CSRF_HEADER: csrf}).status_code == 200
     assert client.get(f"{API}/orgs").status_code == 200
     payload = {
         "title": "Cookie project",

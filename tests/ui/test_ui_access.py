@@ -88,7 +88,14 @@ def test_every_page_route_is_in_the_access_matrix(client: TestClient) -> None:
     get_routes = ui_routes(client, "GET")
     assert len(get_routes) > 20
     # Sign-in pages are public; chart, file and bundle downloads are covered by their own tests.
-    public_or_downloads = {"/login", "/login/totp", "/login/enrol", "/projects/check"}
+    public_or_downloads = {
+        "/login",
+        "/login/totp",
+        "/login/enrol",
+        "/login/oidc",
+        "/login/oidc/callback",
+        "/projects/check",
+    }
     downloads = {
         p for p in get_routes if p.endswith(("/bundle", "/charts/{kind}/{name}", "/files/{file_id}"))
     }

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from http.cookies import SimpleCookie
 
-from factories import PASSWORD, World, fresh
+from factories import PASSWORD, World, enrol_totp, fresh
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,13 +38,23 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD, next_ur
     )
 
 
-def test_a_researcher_signs_in_with_a_password_and_gets_safe_cookies(
-    client: TestClient, world: World
+def test_a_researcher_signs_in_with_a_password_then_a_code_and_gets_safe_cookies(
+    client: TestClient, world: World, db: Session
 ) -> None:
+    secret = enrol_totp(db, world.ids["researcher"])
     response = sign_in(client, "researcher", next_url="/projects")
-    assert response.status_code == 303 and response.headers["location"] == "/projects"
+    assert response.status_code == 303 and response.headers["location"] == "/login/totp?next=%2Fprojects"
     cookie = set_cookie_headers(response)[SESSION_COOKIE].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+    # Password alone reaches nothing: researchers pass a second factor too, by default.
+    assert client.get("/projects", follow_redirects=False).headers["location"] == "/login/totp"
+    token = form_token(client.get("/login/totp?next=/projects").text)
+    done = client.post(
+        "/login/totp",
+        data={"code": security.totp_now(secret), "csrf_token": token, "next": "/projects"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/projects"
     home = client.get("/")
     assert home.status_code == 200 and "Your projects" in home.text
     # The same session works for the API: one sign-in for both.
@@ -91,7 +101,17 @@ def test_the_sign_in_form_needs_its_token(client: TestClient, world: World) -> N
 def test_sign_in_never_redirects_to_another_site(client: TestClient, world: World) -> None:
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         response = sign_in(client, "researcher", next_url=target)
-        assert response.headers["location"] == "/"
+        assert response.headers["location"] == "/login/enrol?next=%2F"
+
+
+def test_a_researcher_without_a_second_factor_is_sent_to_enrol_by_default(
+    client: TestClient, world: World
+) -> None:
+    response = sign_in(client, "researcher", next_url="/projects")
+    assert response.headers["location"] == "/login/enrol?next=%2Fprojects"
+    for page in ("/", "/projects", "/account"):
+        assert client.get(page, follow_redirects=False).headers["location"] == "/login/enrol"
+    assert "Set up" in client.get("/login/enrol").text or "authenticator" in client.get("/login/enrol").text
 
 
 def test_an_admin_enrols_totp_at_first_sign_in_then_needs_a_code(

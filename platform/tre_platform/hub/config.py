@@ -53,7 +53,7 @@ def proxy_command() -> list[str]:
 
 def configure(c: Any) -> Any:
     """Fill a JupyterHub config object ``c`` for this deployment."""
-    from tre_platform.hub.auth import TreAuthenticator
+    from tre_platform.hub.auth import TreAuthenticator, configure_sso
     from tre_platform.hub.spawner import TreSpawner
 
     settings = get_settings()
@@ -61,6 +61,7 @@ def configure(c: Any) -> Any:
     state = hub_dir()
 
     c.JupyterHub.authenticator_class = TreAuthenticator
+    configure_sso(c)  # single sign-on instead, when TRE_OIDC_* are set
     c.JupyterHub.spawner_class = TreSpawner
     c.JupyterHub.bind_url = ws.hub_bind_url
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{ws.hub_api_port}"

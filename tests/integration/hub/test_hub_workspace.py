@@ -13,13 +13,14 @@ import re
 from pathlib import Path
 
 import pytest
-from factories import PASSWORD, SYSTEM, make_user
-from hub_fixtures import needs_hub
+from factories import PASSWORD, SYSTEM, enrol_totp, make_user
+from hub_fixtures import enrol, needs_hub
 from sqlalchemy.orm import Session
 from workspace_world import WorkspaceWorld
 
 from tre_platform.api.agreements import service as agreements
 from tre_platform.api.agreements.schemas import AgreementRevoke
+from tre_platform.api.users import security
 from tre_platform.errors import PolicyDenied
 from tre_platform.hub import workspace
 from tre_platform.hub.client import HubClient
@@ -40,8 +41,10 @@ def test_a_researcher_signs_in_picks_a_project_and_gets_a_server_on_only_its_vie
     build_views(session, SYSTEM, wworld.p1.code)
     build_views(session, SYSTEM, wworld.p2.code)
     session.commit()
+    login = enrol(session, wworld.alice, PASSWORD)
+    session.commit()
     alice = HubResearcher(hub, wworld.alice.username)
-    alice.sign_in(PASSWORD)
+    alice.sign_in(PASSWORD, otp=login.otp())
     assert alice.projects_offered() == [wworld.p1.code]  # the project alice belongs to, and no other
     alice.start_workspace(wworld.p1.code)
     server = alice.wait_until_lab_ready()
@@ -131,10 +134,34 @@ def test_hub_sign_in_shares_the_control_planes_lockout(
     from tre_platform.hub.auth import check_login
 
     name = wworld.alice.username
-    assert check_login(name, PASSWORD, None, "10.0.0.1") == (name, "signed in")
+    secret = enrol_totp(session, wworld.alice.id)
+    assert check_login(name, PASSWORD, security.totp_now(secret), "10.0.0.1") == (name, "signed in")
     limit = get_settings().login_max_failures
     for _ in range(limit):
         assert check_login(name, "wrong password", None, "10.0.0.1")[0] is None
     # Locked: even the right password is refused, with a message that says why and for how long.
     user, reason = check_login(name, PASSWORD, None, "10.0.0.2")
     assert user is None and "too many failed sign-in attempts" in reason and "wait" in reason
+
+
+def test_hub_sign_in_refuses_a_researcher_without_a_second_factor_and_says_where_to_enrol(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
+    from tre_platform.hub.auth import check_login
+
+    user, reason = check_login(wworld.alice.username, PASSWORD, None, "10.0.0.3")
+    assert user is None
+    assert "needs a second factor" in reason and f"{get_settings().public_url or ''}" in reason
+    assert "/login to set up your authenticator app" in reason
+
+
+def test_hub_sign_in_refuses_a_password_without_the_code(
+    session: Session, wworld: WorkspaceWorld, data_dir: Path
+) -> None:
+    from tre_platform.hub.auth import check_login
+
+    secret = enrol_totp(session, wworld.alice.id)
+    assert check_login(wworld.alice.username, PASSWORD, None, "10.0.0.4")[0] is None
+    wrong = f"{(int(security.totp_now(secret)) + 1) % 1_000_000:06d}"
+    user, reason = check_login(wworld.alice.username, PASSWORD, wrong, "10.0.0.4")
+    assert user is None and "authenticator code is missing or wrong" in reason

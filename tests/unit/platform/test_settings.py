@@ -55,3 +55,28 @@ def test_secrets_never_show_in_repr() -> None:
 def test_bad_port_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="port"):
         Settings(port=70000)
+
+
+def test_every_role_needs_a_second_factor_by_default() -> None:
+    assert set(Settings(env=Environment.prod).totp_required_roles) == {
+        "admin",
+        "data_owner",
+        "approver",
+        "output_checker",
+        "researcher",
+    }
+
+
+def test_leaving_researchers_without_a_second_factor_is_refused_in_prod() -> None:
+    with pytest.raises(ValueError, match="TRE_TOTP_REQUIRED_ROLES leaves out researcher"):
+        Settings(env=Environment.prod, totp_required_roles="admin,data_owner,approver,output_checker")
+
+
+@pytest.mark.parametrize("env", [Environment.dev, Environment.test])
+def test_dev_and_test_may_relax_the_second_factor(env: Environment) -> None:
+    assert Settings(env=env, totp_required_roles="admin").totp_required_roles == ["admin"]
+
+
+def test_a_placeholder_oidc_client_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="TRE_OIDC_CLIENT_SECRET is a placeholder"):
+        Settings(env=Environment.prod, oidc_client_secret="changeme")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,11 +87,27 @@ def password_problem(password: str) -> str | None:
 # TOTP ----------------------------------------------------------------------------------------------
 
 
-def _fernet() -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"tre/totp-secret/v1").derive(
+def _fernet(info: bytes = b"tre/totp-secret/v1") -> Fernet:
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         get_settings().get_secret_key()
     )
     return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal(data: dict[str, str], purpose: str) -> str:
+    """``data`` encrypted and authenticated under a key for ``purpose`` (for a value the browser keeps but
+    must neither read nor change, such as a single sign-on's state, nonce and PKCE verifier)."""
+    return _fernet(f"tre/sealed/{purpose}/v1".encode()).encrypt(json.dumps(data).encode()).decode()
+
+
+def unseal(token: str, purpose: str, max_age_seconds: int) -> dict[str, str] | None:
+    """The data :func:`seal` sealed for ``purpose`` no longer than ``max_age_seconds`` ago, else None."""
+    try:
+        raw = _fernet(f"tre/sealed/{purpose}/v1".encode()).decrypt(token.encode(), ttl=max_age_seconds)
+        data = json.loads(raw)
+    except (InvalidToken, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def new_totp_secret() -> str:

@@ -1,4 +1,4 @@
-"""Signing in (password, then a TOTP code where the user's roles require one) and signing out.
+"""Signing in (password or single sign-on, then a TOTP code: every role needs one by default) and out.
 
 The session is the API's: the same ``WebSession`` row and ``tre_session`` cookie (HttpOnly, SameSite=Lax,
 Secure per ``settings.cookie_secure``). Before a session exists the sign-in forms are protected from
@@ -12,15 +12,16 @@ import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from tre_platform.actor import Actor
 from tre_platform.api.auth.router import _set_cookies as set_session_cookies
 from tre_platform.api.auth.router import client_address
 from tre_platform.api.deps import CSRF_COOKIE, SESSION_COOKIE, DbSession
+from tre_platform.api.users import oidc, security
 from tre_platform.api.users import service as users
-from tre_platform.api.users.models import WebSession
+from tre_platform.api.users.models import User, WebSession
 from tre_platform.errors import Conflict, InvalidInput, Unauthenticated
 from tre_platform.ui.pages.account import qr_svg
 from tre_platform.ui.web import (
@@ -36,6 +37,8 @@ from tre_platform.ui.web import (
 
 router = APIRouter()
 LOGIN_CSRF_COOKIE = "tre_login_csrf"
+OIDC_COOKIE = "tre_oidc"
+OIDC_MAX_AGE = 600  # seconds a single sign-on may take at the provider
 
 
 def _safe_next(target: str | None) -> str:
@@ -121,6 +124,7 @@ def _login_page(
             "errors": errors or {},
             "values": {"username": username},
             "next": next_url,
+            "sso": oidc.enabled(settings_of(request)),
         },
         status_code=status_code if errors else 200,
     )
@@ -161,8 +165,15 @@ def login(request: Request, session: DbSession, form: LoginForm) -> Response:
             next_url=next_url,
             status_code=exc.status_code,
         )
+    return _signed_in(request, session, user, users.totp_required(user, settings_of(request)), next_url)
+
+
+def _signed_in(
+    request: Request, session: DbSession, user: User, mfa_required: bool, next_url: str
+) -> Response:
+    """Start the browser session of a user past their first step; on to the TOTP (or enrolment) step
+    when ``mfa_required``, else to ``next_url``."""
     settings = settings_of(request)
-    mfa_required = users.totp_required(user, settings)
     web_session, raw = users.start_web_session(session, user, mfa_passed=not mfa_required)
     if mfa_required:
         step = "/login/totp" if user.totp_enabled else "/login/enrol"
@@ -172,6 +183,62 @@ def login(request: Request, session: DbSession, form: LoginForm) -> Response:
     response = redirect(request, target)
     set_session_cookies(response, settings, raw, web_session.csrf_token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+# Single sign-on (OpenID Connect) -------------------------------------------------------------------
+
+
+def _oidc_redirect_uri(request: Request) -> str:
+    base = settings_of(request).public_url or str(request.base_url)
+    return base.rstrip("/") + "/login/oidc/callback"
+
+
+@router.get("/login/oidc")
+def oidc_start(request: Request, next: str | None = None) -> Response:
+    """Send the browser to the OpenID Connect provider, keeping the sign-in's secrets sealed in a cookie."""
+    next_url = _safe_next(next)
+    try:
+        url, pending = oidc.begin(_oidc_redirect_uri(request), next_url, settings_of(request))
+    except (oidc.SsoNotConfigured, oidc.SsoRefused) as exc:
+        return _login_page(
+            request, errors={GENERAL: exc.message}, next_url=next_url, status_code=exc.status_code
+        )
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(
+        OIDC_COOKIE,
+        security.seal(pending.as_dict(), "oidc"),
+        max_age=OIDC_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=settings_of(request).cookie_secure,
+        path="/login/oidc",
+    )
+    return response
+
+
+@router.get("/login/oidc/callback")
+def oidc_callback(
+    request: Request, session: DbSession, state: str = "", code: str = "", error: str = ""
+) -> Response:
+    """The provider's answer: check it belongs to this browser's sign-in, verify the ID token, find the
+    tre user it names, then the second factor as for a password sign-in (unless the provider's counts)."""
+    sealed = request.cookies.get(OIDC_COOKIE, "")
+    data = security.unseal(sealed, "oidc", OIDC_MAX_AGE) if sealed else None
+    try:
+        if data is None:
+            raise oidc.SsoRefused("this single sign-on has expired or was not started here; start again")
+        pending = oidc.PendingSignIn.from_dict(data)
+        if error:
+            raise oidc.SsoRefused(f"the sign-in provider refused: {error[:100]}")
+        claims = oidc.complete(pending, state, code, _oidc_redirect_uri(request), settings_of(request))
+        user, mfa_required = oidc.sign_in(session, claims, settings_of(request))
+    except (oidc.SsoNotConfigured, oidc.SsoRefused) as exc:
+        response = _login_page(request, errors={GENERAL: exc.message}, status_code=exc.status_code)
+        response.delete_cookie(OIDC_COOKIE, path="/login/oidc")
+        return response
+    response = _signed_in(request, session, user, mfa_required, pending.next_url)
+    response.delete_cookie(OIDC_COOKIE, path="/login/oidc")
     return response
 
 
