@@ -41,6 +41,7 @@ from tre_platform.api.packages.schemas import (
 )
 from tre_platform.api.users.models import User
 from tre_platform.clock import clock
+from tre_platform.db.base import new_id
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, InvalidTransition, NotFound, PolicyDenied
 from tre_platform.policy.engine import get_engine, require
 from tre_platform.settings import Settings, get_settings
@@ -74,8 +75,9 @@ def request_package(session: Session, actor: Actor, data: PackageRequestCreate) 
         raise Forbidden("the operator cannot ask for packages: a researcher asks with their own account")
     name = resolve.check_name(data.name)
     version = resolve.check_version(data.version)
+    # The id is given now, so the audited decisions name the request they were about.
     request = PackageRequest(
-        name=name, version=version, reason=data.reason, requested_by_id=actor.user.id, tree=[]
+        id=new_id(), name=name, version=version, reason=data.reason, requested_by_id=actor.user.id, tree=[]
     )
     _precheck(session, actor, "request_package", request)
     if _in_mirror(session, name, version):
