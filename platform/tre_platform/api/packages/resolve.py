@@ -71,7 +71,7 @@ def check_name(name: str) -> str:
         >>> check_name("Rfc3339_Validator")
         'rfc3339-validator'
     """
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidInput(
             f"{name[:60]!r} is not a package name: use letters, digits, '.', '_' and '-' "
             "(at most 100 characters, starting and ending with a letter or digit)",
