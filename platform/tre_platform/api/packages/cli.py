@@ -289,7 +289,7 @@ def serve_command() -> None:
     """Run the mirror in the foreground (``tre up`` starts it by itself)."""
     from tre_platform.api.packages.serve import main
 
-    main()
+    main([])
 
 
 @package_app.command("index-url")

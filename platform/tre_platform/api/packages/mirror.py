@@ -54,4 +54,4 @@ def start_mirror(settings: Settings | None = None) -> subprocess.Popen[bytes]:
     settings = settings or get_settings()
     wheelhouse(settings)
     # A fixed argv: our interpreter running our module; the settings reach it through the environment.
-    return subprocess.Popen([sys.executable, "-m", SERVER_MODULE])
+    return subprocess.Popen([sys.executable, "-m", SERVER_MODULE, "--exit-with-parent"])

@@ -7,6 +7,10 @@ removals are refused outright (an authenticator that never accepts), whatever a 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
+import time
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -46,13 +50,30 @@ def make_app() -> Any:
     )
 
 
-def main() -> None:
-    """Serve the mirror on 127.0.0.1:``package_mirror_port`` until killed."""
+#: Given by ``tre up``: the mirror stops when the process that started it is gone, however it ended.
+WITH_PARENT = "--exit-with-parent"
+
+
+def _stop_when_orphaned(server: WSGIServer, parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    log.warning("the process that started the mirror is gone; stopping")
+    server.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the mirror on 127.0.0.1:``package_mirror_port`` until killed (or, with
+    ``--exit-with-parent``, until the process that started it ends)."""
     logging.basicConfig(level=logging.WARNING)
+    args = sys.argv[1:] if argv is None else argv
     settings = get_settings()
     server = make_server(
         "127.0.0.1", settings.package_mirror_port, make_app(), server_class=_Server, handler_class=_Handler
     )
+    if WITH_PARENT in args:
+        threading.Thread(
+            target=_stop_when_orphaned, args=(server, os.getppid()), name="mirror-parent", daemon=True
+        ).start()
     try:
         server.serve_forever()
     finally:
