@@ -281,3 +281,22 @@ def test_nobody_can_upload_to_the_mirror(client: TestClient, world: World) -> No
         )
         assert response.status_code in (401, 403)
     assert not (wheelhouse() / "evil-1.0-py3-none-any.whl").exists()
+
+
+def test_a_wheel_whose_hash_differs_from_the_tree_shown_is_never_published(
+    client: TestClient, world: World, session: Session
+) -> None:
+    """What the administrator approves is what they saw: a fetched wheel with another SHA-256 (a registry
+    that changed it, or a tree edited since) stops the approval and the mirror stays as it was."""
+    from tre_platform.api.packages.models import PackageRequest
+
+    out = ask(client, world).json()
+    fresh(session)
+    request = session.get(PackageRequest, out["id"])
+    assert request is not None
+    request.tree = [{**w, "sha256": "0" * 64} if w["name"] == DEPENDENCY else w for w in request.tree]
+    session.commit()
+    response = client.post(f"{URL}/{out['id']}/approve", json={}, headers=world.headers("admin"))
+    assert response.status_code == 409 and "another SHA-256" in response.text
+    assert not any(wheelhouse().glob("*.whl"))
+    assert client.get(f"{URL}/{out['id']}", headers=world.headers("admin")).json()["state"] == "pending"

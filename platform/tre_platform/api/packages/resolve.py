@@ -17,9 +17,10 @@ import secrets
 import shutil
 import subprocess
 import sys
+import urllib.parse
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +217,7 @@ def resolve(name: str, version: str, work_dir: Path) -> list[Wheel]:
             Wheel(
                 name=canonicalize_name(meta["name"]),
                 version=str(meta["version"]),
-                filename=url.rsplit("/", 1)[-1].split("#", 1)[0],
+                filename=urllib.parse.unquote(url.rsplit("/", 1)[-1].split("#", 1)[0]),
                 url=url,
                 sha256=sha,
                 licence=licence_of(meta),
@@ -224,6 +225,15 @@ def resolve(name: str, version: str, work_dir: Path) -> list[Wheel]:
                 requested=bool(item.get("requested")),
             )
         )
+    unhashed = [w for w in wheels if not w.sha256]
+    if unhashed:
+        # An index that gives no hash (a plain folder of wheels): hash the files themselves, so the
+        # administrator sees, and approval checks, the SHA-256 of every wheel.
+        files = {p.name: p for p in download([(w.name, w.version) for w in unhashed], work_dir)}
+        hashed = {w.filename: sha256_of(files[w.filename]) for w in unhashed if w.filename in files}
+        if len(hashed) < len(unhashed):
+            raise ResolveError(f"the registry gave no hash for a wheel of {name}=={version}", field="name")
+        wheels = [w if w.sha256 else replace(w, sha256=hashed[w.filename]) for w in wheels]
     wheels.sort(key=lambda w: (not w.requested, w.name))
     return wheels
 

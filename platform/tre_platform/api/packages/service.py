@@ -184,7 +184,7 @@ def approve_request(session: Session, actor: Actor, request_id: str, data: Packa
                 path = files.get(wheel.filename)
                 if path is None:
                     raise Conflict(f"the registry no longer offers {wheel.filename}; refuse the request")
-                if wheel.sha256 and resolve.sha256_of(path) != wheel.sha256:
+                if resolve.sha256_of(path) != wheel.sha256:
                     raise Conflict(
                         f"{wheel.filename} fetched now has another SHA-256 than the tree shown; nothing was "
                         "added to the mirror. Refuse the request and ask the researcher to request again"
