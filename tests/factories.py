@@ -39,6 +39,7 @@ from tre_platform.api.datasets.schemas import DatasetCreate
 from tre_platform.api.orgs import service as orgs
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.api.orgs.schemas import OrgCreate
+from tre_platform.api.packages.models import PackageRequest
 from tre_platform.api.projects import service as projects
 from tre_platform.api.projects.models import Project
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate
@@ -122,6 +123,36 @@ def make_token(session: Session, user: User, **overrides: Any) -> str:
     data: dict[str, Any] = {"name": f"token-{_n()}"}
     data.update(overrides)
     return users.create_api_token(session, Actor.of(user), TokenCreate(**data))[1]
+
+
+#: six 1.17.0's wheel as pip's resolver reports it: a one-wheel tree (no dependencies).
+SIX_WHEEL: dict[str, Any] = {
+    "name": "six",
+    "version": "1.17.0",
+    "filename": "six-1.17.0-py2.py3-none-any.whl",
+    "url": "https://files.pythonhosted.org/packages/six-1.17.0-py2.py3-none-any.whl",
+    "sha256": "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274",
+    "licence": "MIT License",
+    "requires": [],
+    "requested": True,
+}
+
+
+def make_package_request(session: Session, user: User, **overrides: Any) -> PackageRequest:
+    """A pending package request whose tree is given, not resolved (no registry needed to build the
+    world; ``tests/api/test_api_packages.py`` makes real ones through the service)."""
+    data: dict[str, Any] = {
+        "name": "six",
+        "version": "1.17.0",
+        "reason": "compatibility helpers",
+        "requested_by_id": user.id,
+        "tree": [SIX_WHEEL],
+    }
+    data.update(overrides)
+    request = PackageRequest(**data)
+    session.add(request)
+    session.flush()
+    return request
 
 
 DEFAULT_SCHEMA: list[dict[str, Any]] = [
@@ -345,6 +376,7 @@ def build_world(session: Session) -> World:
         session, owner=labour, title="Labour data with a privacy budget", dp_epsilon=1.0, dp_delta=1e-6
     )
     release_ids = _build_airlock(session, people, lfs)
+    package_request = make_package_request(session, people["researcher"])
     for role, user in people.items():
         world.usernames[role] = user.username
         world.ids[role] = user.id
@@ -364,6 +396,7 @@ def build_world(session: Session) -> World:
         other_agreement=other_agreement.id,
         budget_agreement=budget_agreement.id,
         colleague_accreditation=accreditation.id,
+        package_request=package_request.id,
         **release_ids,
     )
     from tre_platform.settings import get_settings

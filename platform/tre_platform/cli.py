@@ -238,6 +238,7 @@ def up(
     port: Annotated[int | None, typer.Option(help="port (default TRE_PORT)")] = None,
     hub: Annotated[bool, typer.Option(help="also start JupyterHub when it can run here")] = True,
     serve: Annotated[bool, typer.Option(help="start the servers (--no-serve: set up and exit)")] = True,
+    mirror: Annotated[bool, typer.Option(help="also start the vetted package mirror")] = True,
 ) -> None:
     """Migrate, optionally seed the demo, print how to log in, and start the control plane and the hub."""
     from tre_platform.db.migrate import upgrade
@@ -277,6 +278,7 @@ def up(
     if not serve:
         return
     hub_process = _start_hub() if hub else None
+    mirror_process = _start_mirror() if mirror else None
     import uvicorn
 
     from tre_platform.api.app import create_app
@@ -298,6 +300,21 @@ def up(
         if hub_process is not None:
             hub_process.terminate()
             hub_process.wait(timeout=30)
+        if mirror_process is not None:
+            mirror_process.terminate()
+            mirror_process.wait(timeout=30)
+
+
+def _start_mirror() -> Any:
+    """Start the vetted package mirror, and approve the base set into it in the background."""
+    from tre_platform.api.packages.cli import approve_base_set_in_background
+    from tre_platform.api.packages.mirror import index_url, start_mirror
+
+    settings = get_settings()
+    console.print(f"package mirror (approved wheels only): [bold]{index_url(settings)}[/]")
+    if settings.package_base_set:
+        approve_base_set_in_background()
+    return start_mirror(settings)
 
 
 def _demo_data() -> None:
@@ -759,6 +776,7 @@ def agreement_revoke(
 
 def _mount_subapps() -> None:
     from tre_platform.api.datasets.cli import register_catalogue_commands
+    from tre_platform.api.packages.cli import package_app
     from tre_platform.api.releases.cli import release_app
     from tre_platform.hub.cli import hub_app
     from tre_platform.pipelines.cli import register_dataset_commands
@@ -769,6 +787,7 @@ def _mount_subapps() -> None:
     app.add_typer(view_app, name="view")
     app.add_typer(hub_app, name="hub")
     app.add_typer(release_app, name="release")
+    app.add_typer(package_app, name="package")
     register_dataset_commands(dataset_app)
     register_catalogue_commands(dataset_app)
 

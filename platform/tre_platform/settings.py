@@ -150,6 +150,24 @@ class Settings(BaseSettings):
     workspace_spark_master: str | None = Field(
         None, description="Spark master for workspaces (default local[*] inside the server)"
     )
+    # Vetted package mirror (tre_platform.api.packages) --------------------------------------------
+    package_mirror_port: int = Field(
+        3141, ge=1, le=65535, description="port of the vetted package mirror (loopback)"
+    )
+    package_wheelhouse: Path | None = Field(
+        None, description="directory of approved wheels the mirror serves (default: <data dir>/wheelhouse)"
+    )
+    package_base_set: bool = Field(
+        True,
+        description="tre up approves the workspace environment's packages into the mirror (background)",
+    )
+    package_base_requirements: Path | None = Field(
+        None,
+        description=(
+            "pinned requirements (name==version lines) of the base set; default: `pip freeze` of the "
+            "workspace environment"
+        ),
+    )
     enforce_on_change: bool = Field(
         True,
         description="after a revocation, expiry or approval change: rebuild views, stop refused workspaces",
@@ -208,6 +226,12 @@ class Settings(BaseSettings):
         path = self.resolved_data_dir
         path.mkdir(parents=True, exist_ok=True, mode=0o750)
         return path
+
+    @property
+    def resolved_wheelhouse(self) -> Path:
+        """Where the mirror's approved wheels live."""
+        base = self.package_wheelhouse or self.resolved_data_dir / "wheelhouse"
+        return base.expanduser().resolve()
 
     @property
     def demo_kek_file(self) -> Path:

@@ -311,6 +311,23 @@ MATRIX: dict[str, Case] = {
     "GET /api/v1/projects/{project_id}/disclosure-rules": Case(
         ids(project_id="approved"), statuses(404, admin=200)
     ),
+    # The vetted package mirror: accredited researchers ask (for themselves), administrators decide;
+    # a request is visible to its requester and administrators only.
+    "POST /api/v1/packages/requests": Case(
+        body({"name": "rfc3339-validator", "version": "0.1.4", "reason": "timestamps"}),
+        statuses(403, researcher=201),
+    ),
+    "GET /api/v1/packages/requests": Case(no_body(), statuses(200)),
+    "GET /api/v1/packages/requests/{request_id}": Case(
+        ids(request_id="package_request"), statuses(404, admin=200, researcher=200)
+    ),
+    "POST /api/v1/packages/requests/{request_id}/approve": Case(
+        body({}, request_id="package_request"), statuses(404, admin=200, researcher=403)
+    ),
+    "POST /api/v1/packages/requests/{request_id}/refuse": Case(
+        body({"reason": "not needed"}, request_id="package_request"), statuses(404, admin=200, researcher=403)
+    ),
+    "GET /api/v1/packages/mirror": Case(no_body(), statuses(200)),
 }
 
 

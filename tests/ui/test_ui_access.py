@@ -59,6 +59,9 @@ PAGES: dict[str, dict[str, int]] = {
     "/admin/users/{colleague}": ADMIN_ONLY,
     "/admin/accreditations": ADMIN_ONLY,
     "/admin/audit": ADMIN_ONLY,
+    # Package requests: the requester's and administrators' (what the mirror serves is no secret).
+    "/packages": EVERYONE,
+    "/packages/{package_request}": expect(404, admin=200, researcher=200),
 }
 
 

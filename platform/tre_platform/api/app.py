@@ -34,6 +34,7 @@ from tre_platform.api.auth.router import router as auth_router
 from tre_platform.api.body_limit import capped_receive
 from tre_platform.api.datasets.router import router as datasets_router
 from tre_platform.api.orgs.router import router as orgs_router
+from tre_platform.api.packages.router import router as packages_router
 from tre_platform.api.projects.router import router as projects_router
 from tre_platform.api.releases.router import router as releases_router
 from tre_platform.api.users.router import router as users_router
@@ -239,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_router,
         releases_router,
         policy_router,
+        packages_router,
     ):
         api.include_router(router)
     app.include_router(api)

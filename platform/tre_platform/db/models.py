@@ -4,6 +4,7 @@ from tre_platform.api.agreements.models import AgreementDataset, AgreementRecipi
 from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.datasets.models import Dataset, DatasetVersion, DatasetVersionEvent
 from tre_platform.api.orgs.models import Organisation
+from tre_platform.api.packages.models import MirrorPackage, PackageAdvisory, PackageRequest
 from tre_platform.api.projects.models import Project, ProjectDataset, ProjectDecision, ProjectMember
 from tre_platform.api.releases.models import (
     PrivacyBudgetHead,
@@ -36,7 +37,10 @@ __all__ = [
     "DatasetVersion",
     "DatasetVersionEvent",
     "LoginAttempt",
+    "MirrorPackage",
     "Organisation",
+    "PackageAdvisory",
+    "PackageRequest",
     "PrivacyBudgetHead",
     "PrivacyLedgerEntry",
     "Project",

@@ -7,12 +7,14 @@ spawner.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit
+from tre_platform.api.packages.mirror import index_url
 from tre_platform.api.projects.models import USABLE_STATES, Project
 from tre_platform.api.users import service as users
 from tre_platform.api.users.models import ApiToken, User
@@ -153,6 +155,10 @@ def workspace_env(
         "TRE_SPARK_MASTER": ws.workspace_spark_master or f"local[{cores}]",
         "TRE_DASK_WORKERS": "1",
         "TRE_DASK_THREADS": str(cores),
+        # pip (and any virtualenv made in the workspace) installs only from the vetted mirror, and reads
+        # no pip configuration of the host (which may name other indexes or wheel folders).
+        "PIP_INDEX_URL": index_url(),
+        "PIP_CONFIG_FILE": os.devnull,
     }
     if project_id:
         # tre_lib.outputs.Airlock.from_env() addresses the project by its control-plane id.

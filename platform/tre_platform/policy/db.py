@@ -35,6 +35,7 @@ from tre_platform.policy.facts import (
     AgreementFacts,
     DatasetFacts,
     OrgFacts,
+    PackageFacts,
     PolicyRequest,
     ProjectFacts,
     ReleaseFacts,
@@ -45,6 +46,22 @@ from tre_platform.policy.facts import (
 )
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+
+class PackageLike(Protocol):
+    """What the engine needs of a package request (the package domain's model satisfies this)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def requested_by_id(self) -> str: ...
 
 
 class ReleaseLike(Protocol):
@@ -435,6 +452,7 @@ def load_request(
     columns: Sequence[str] | None = None,
     release: ReleaseLike | None = None,
     agreement: DataSharingAgreement | None = None,
+    package: PackageLike | None = None,
     today: dt.date,
 ) -> PolicyRequest:
     """The :class:`PolicyRequest` for ``user`` doing ``action`` on the given objects, from the database.
@@ -492,10 +510,25 @@ def load_request(
     if dataset_fact is not None and action in DATASET_ACTIONS:
         candidates = load_candidates(session, dataset_fact)
 
+    package_facts: PackageFacts | None = None
+    if package is not None:
+        requester_name = (
+            usernames.get(package.requested_by_id)
+            or _run(session, _USERNAME, {"id": package.requested_by_id}).scalar()
+        )
+        package_facts = PackageFacts(
+            id=package.id or "new",
+            name=package.name,
+            version=package.version,
+            requester_id=package.requested_by_id,
+            requester_name=requester_name or package.requested_by_id,
+        )
+
     return PolicyRequest(
         action=action,
         user=principal,
         today=today,
+        package=package_facts,
         project=project_fact,
         dataset=dataset_fact,
         columns=tuple(columns) if columns is not None else None,

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from tre_platform.api.datasets.models import Dataset
     from tre_platform.api.projects.models import Project
     from tre_platform.api.users.models import User
-    from tre_platform.policy.db import ReleaseLike
+    from tre_platform.policy.db import PackageLike, ReleaseLike
 
 log = logging.getLogger(__name__)
 
@@ -718,6 +718,7 @@ class PolicyEngine:
         columns: Sequence[str] | None = None,
         release: ReleaseLike | None = None,
         agreement: DataSharingAgreement | None = None,
+        package: PackageLike | None = None,
         audit: bool = True,
     ) -> Decision:
         """Load the facts from the database, decide, and write the decision to the audit log.
@@ -737,6 +738,7 @@ class PolicyEngine:
             columns: the columns asked for; None means every column the approval lists.
             release: the release request (anything with id, requester_id, project_id, checker_ids).
             agreement: the agreement being granted (grant_agreement), saved or not.
+            package: the package request (request_package, approve_package), saved or not.
             audit: False only for previews that grant nothing (e.g. whether to show a button).
         """
         from tre_platform.policy.db import load_request
@@ -750,6 +752,7 @@ class PolicyEngine:
             columns=columns,
             release=release,
             agreement=agreement,
+            package=package,
             today=clock.today(),
         )
         decision = self.evaluate(request)

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tre_platform.policy.facts import (
+    ACCREDITED_ACTIONS,
     DATASET_ACTIONS,
     PROJECT_ACTIONS,
-    RESEARCHER_ACTIONS,
     AccreditationFacts,
     AgreementFacts,
     DatasetFacts,
     OrgFacts,
+    PackageFacts,
     PolicyRequest,
     ProjectFacts,
     ReleaseFacts,
@@ -188,6 +189,17 @@ class _Store:
             },
         )
 
+    def package(self, package: PackageFacts) -> Json:
+        return self.add(
+            "PackageRequest",
+            package.id,
+            {
+                "name": package.name,
+                "version": package.version,
+                "requester": uid("User", package.requester_id),
+            },
+        )
+
     def all(self) -> list[Json]:
         return list(self._entities.values())
 
@@ -231,6 +243,11 @@ def _base_facts(request: PolicyRequest) -> dict[str, str]:
             facts["columns_not_approved"] = ", ".join(c for c in asked if c not in approved) or "none"
     if request.release is not None:
         facts |= {"release": request.release.id, "release_requester": request.release.requester_name}
+    if request.package is not None:
+        facts |= {
+            "package": f"{request.package.name}=={request.package.version}",
+            "package_requester": request.package.requester_name,
+        }
     return facts
 
 
@@ -279,6 +296,11 @@ def build(request: PolicyRequest) -> CedarInput:
             raise ValueError(f"{request.action} needs a release request")
         resource = store.release(request.release)
         label = request.release.id
+    elif kind == "package":
+        if request.package is None:
+            raise ValueError(f"{request.action} needs a package request")
+        resource = store.package(request.package)
+        label = f"{request.package.name}=={request.package.version}"
     else:
         if request.agreement is None:
             raise ValueError(f"{request.action} needs an agreement")
@@ -296,7 +318,7 @@ def build(request: PolicyRequest) -> CedarInput:
         base_context["columns"] = sorted(request.columns if request.columns is not None else approved)
 
     accreditations: list[AccreditationFacts | None] = [None]
-    if request.action in RESEARCHER_ACTIONS and request.user.accreditations:
+    if request.action in ACCREDITED_ACTIONS and request.user.accreditations:
         accreditations = list(request.user.accreditations)
     agreements: list[AgreementFacts | None] = [None]
     if request.action in DATASET_ACTIONS and request.candidate_agreements:

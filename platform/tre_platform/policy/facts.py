@@ -24,10 +24,14 @@ ACTIONS: dict[str, str] = {
     "approve_project": "project",
     "grant_agreement": "agreement",
     "ingest_dataset": "dataset",
+    "request_package": "package",
+    "approve_package": "package",
 }
 #: Actions whose request carries the project (as context) and relies on a researcher accreditation.
 PROJECT_ACTIONS = frozenset({"spawn_workspace", "read_dataset", "build_view", "submit_release"})
 RESEARCHER_ACTIONS = frozenset({"spawn_workspace", "read_dataset", "submit_release"})
+#: Actions that rely on a researcher accreditation (each of the user's accreditations is a candidate).
+ACCREDITED_ACTIONS = RESEARCHER_ACTIONS | {"request_package"}
 #: Actions that need a data-sharing agreement covering the dataset.
 DATASET_ACTIONS = frozenset({"read_dataset", "build_view"})
 
@@ -124,6 +128,17 @@ class ReleaseFacts:
 
 
 @dataclass(frozen=True)
+class PackageFacts:
+    """A request to add one version of a Python package to the vetted mirror."""
+
+    id: str
+    name: str
+    version: str
+    requester_id: str
+    requester_name: str
+
+
+@dataclass(frozen=True)
 class PolicyRequest:
     """Everything one decision needs. Build it with :class:`World` or :func:`policy.db.load_request`."""
 
@@ -139,6 +154,8 @@ class PolicyRequest:
     agreement: AgreementFacts | None = None
     #: read_dataset/build_view: the agreements of the dataset's owner, each a candidate to cover it.
     candidate_agreements: tuple[AgreementFacts, ...] = ()
+    #: request_package/approve_package: the package request.
+    package: PackageFacts | None = None
     #: Users the request mentions (lead, requester, members), id -> username, for reasons.
     usernames: Mapping[str, str] = field(default_factory=dict)
 
@@ -219,6 +236,7 @@ class World:
     projects: dict[str, ProjectFacts]
     agreements: dict[str, AgreementFacts]
     releases: dict[str, ReleaseFacts]
+    packages: dict[str, PackageFacts] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> World:
@@ -318,7 +336,17 @@ class World:
             )
             for key, spec in data.get("releases", {}).items()
         }
-        return cls(orgs, users, datasets, projects, agreements, releases)
+        packages = {
+            key: PackageFacts(
+                id=key,
+                name=str(spec["name"]),
+                version=str(spec["version"]),
+                requester_id=str(spec["requester"]),
+                requester_name=str(spec["requester"]),
+            )
+            for key, spec in data.get("packages", {}).items()
+        }
+        return cls(orgs, users, datasets, projects, agreements, releases, packages)
 
     def request(
         self,
@@ -332,6 +360,7 @@ class World:
         release: str | None = None,
         agreement: str | None = None,
         candidates: Iterable[str] | None = None,
+        package: str | None = None,
     ) -> PolicyRequest:
         """The request ``user`` makes for ``action`` on the named objects of this world.
 
@@ -362,5 +391,6 @@ class World:
             release=release_facts,
             agreement=self.agreements[agreement] if agreement else None,
             candidate_agreements=offered,
+            package=self.packages[package] if package else None,
             usernames={key: u.username for key, u in self.users.items()},
         )

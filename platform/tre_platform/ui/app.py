@@ -21,7 +21,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from tre_platform.errors import Forbidden, NotFound, TreError, Unauthenticated
-from tre_platform.ui.pages import account, admin, agreements, auth, datasets, home, projects, releases
+from tre_platform.ui.pages import (
+    account,
+    admin,
+    agreements,
+    auth,
+    datasets,
+    home,
+    packages,
+    projects,
+    releases,
+)
 from tre_platform.ui.web import STATIC_DIR, LoginRequired, render
 
 log = logging.getLogger("tre_platform.ui")
@@ -104,7 +114,7 @@ def create_ui(parent: FastAPI) -> FastAPI:
     """The pages' application, sharing ``parent``'s state (settings, database)."""
     ui = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="tre web pages")
     ui.state = parent.state
-    for module in (auth, home, account, admin, projects, datasets, agreements, releases):
+    for module in (auth, home, account, admin, projects, datasets, agreements, releases, packages):
         ui.include_router(module.router)
     ui.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _install_handlers(ui)

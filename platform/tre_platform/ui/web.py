@@ -211,6 +211,8 @@ def navigation(user: Viewer | None) -> list[NavItem]:
         items += [NavItem("/agreements", "Agreements"), NavItem("/usage", "Usage")]
     if any(user.has_role(r) for r in (Role.admin, Role.researcher, Role.output_checker, Role.data_owner)):
         items.append(NavItem("/releases", "Releases"))
+    if user.has_role(Role.admin) or user.has_role(Role.researcher):
+        items.append(NavItem("/packages", "Packages"))
     return items
 
 

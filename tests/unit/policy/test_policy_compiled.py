@@ -44,6 +44,7 @@ from tre_platform.policy.facts import (
     AgreementFacts,
     DatasetFacts,
     OrgFacts,
+    PackageFacts,
     ProjectFacts,
     ReleaseFacts,
     UserFacts,
@@ -84,7 +85,7 @@ FAULTS = (
     "dataset_tier", "state", "lead", "created_by", "members", "approved_columns", "listed",
     "project_tier", "start_date", "end_date", "agreement_owner", "agreement_datasets", "dataset_owners",
     "recipients", "purposes", "gateways", "agreement_tier", "valid_from", "valid_to",
-    "agreement_revoked", "requester", "checkers",
+    "agreement_revoked", "requester", "checkers", "package_requester",
 )  # fmt: skip
 
 
@@ -191,6 +192,13 @@ def policy_requests(
         project,
         pick("checkers", frozenset({"lead"}), _ids(USER_IDS)),
     )
+    package = PackageFacts(
+        "K",
+        "six",
+        "1.17.0",
+        pick("package_requester", "u" if action == "request_package" else "other", st.sampled_from(USER_IDS)),
+        "the package requester",
+    )
     columns = draw(st.none() | st.lists(st.sampled_from(COLUMNS), unique=True).map(tuple))
     return PolicyRequest(
         action=action,
@@ -202,6 +210,7 @@ def policy_requests(
         release=release if kind == "release" else None,
         agreement=agreement(99) if kind == "agreement" else None,
         candidate_agreements=agreements if action in DATASET_ACTIONS else (),
+        package=package if kind == "package" else None,
         usernames={u: f"user-{u}" for u in USER_IDS},
     )
 

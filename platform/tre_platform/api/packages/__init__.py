@@ -1,0 +1,1 @@
+"""Packages domain: the vetted package mirror."""
