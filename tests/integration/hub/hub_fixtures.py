@@ -3,9 +3,9 @@
 * ``hub``: JupyterHub on loopback over the test's own database (``db_url``) and data directory.
 * ``demo_deployment``: once per run, the demo world (``tre up --demo``'s seed and ingest, at a small
   population) in a data directory the researchers' Unix users can reach, with the control plane and the
-  hub running on it (:class:`tre_platform.hub.local.LocalDeployment`). The demo researcher ``alice`` has
-  enrolled a TOTP factor, and leads one more active project, :data:`TEMPLATES_PROJECT_TITLE`, holding
-  every dataset the starter notebooks use.
+  hub running on it (:class:`tre_platform.hub.local.LocalDeployment`). Every demo user has a TOTP factor
+  (every role needs one); the demo researcher ``alice`` leads one more active project,
+  :data:`TEMPLATES_PROJECT_TITLE`, holding every dataset the starter notebooks use.
 
 Importing this module also puts tests/integration/views on ``sys.path`` (the workspace world lives there).
 """
