@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -471,8 +470,3 @@ def approve_base_set(session: Session, actor: Actor, pins: Sequence[tuple[str, s
         failed=result.failed,
     )
     return result
-
-
-def canonical(name: str) -> str:
-    """The canonical form of a package name (for lookups from the CLI and the pages)."""
-    return canonicalize_name(name)
