@@ -237,10 +237,6 @@ def build_views(
         ),
         key=lambda pair: pair[0].name,
     )
-    decisions = {
-        dataset.id: _decide(session, actor, project, dataset, columns, quiet=withdraw_only)
-        for dataset, columns in links
-    }
     if mode is StorageMode.unix:
         storage.require_root("building project views")
     data_dir = settings.ensure_data_dir()
@@ -256,6 +252,12 @@ def build_views(
 
     outcomes: list[ViewOutcome] = []
     with project_lock(builds):
+        # Every decision first, under the lock (a concurrent enforcement cannot slip in between): an
+        # actor's own lack of rights raises Forbidden here, before any view is touched.
+        decisions = {
+            dataset.id: _decide(session, actor, project, dataset, columns, quiet=withdraw_only)
+            for dataset, columns in links
+        }
         listed: set[str] = set()
         for dataset, columns in links:
             listed.add(dataset.name)
