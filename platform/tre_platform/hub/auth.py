@@ -163,8 +163,7 @@ class TreAuthenticator(Authenticator):
         username = str(data.get("username", "")).strip()
         password = str(data.get("password", ""))
         otp = data.get("otp")
-        client = getattr(getattr(handler, "request", None), "remote_ip", None) or "unknown"
-        name, reason = await asyncio.to_thread(check_login, username, password, otp, client)
+        name, reason = await asyncio.to_thread(check_login, username, password, otp, _client_of(handler))
         if name is None:
             self.log.warning("hub sign-in refused for %r: %s", username, reason)
             # The login form shows this message (JupyterHub renders a POST's error on the form itself).

@@ -53,6 +53,19 @@ def test_up_demo_prints_a_login_for_every_role(demo: str) -> None:
 
 
 @pytest.mark.sqlite_only
+def test_up_demo_gives_every_user_a_second_factor_kept_only_in_the_credentials_file(
+    demo: str, _isolated_settings: Path
+) -> None:
+    path = _isolated_settings / "demo-credentials.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    logins = json.loads(path.read_text())
+    assert {"alice", "bob", "dan"} <= {login["username"] for login in logins}
+    for login in logins:
+        assert login["totp_secret"], f"{login['username']} has no second factor"
+        assert login["totp_secret"] not in demo, "a TOTP secret was printed"
+
+
+@pytest.mark.sqlite_only
 def test_up_demo_is_idempotent(demo: str) -> None:
     code, out, _ = tre("up", "--demo", "--no-serve")
     assert code == 0
