@@ -209,91 +209,122 @@ def pandas_cell_stats(
     data = data.assign(
         **{k: data[k].astype("category") for k in keys if not isinstance(data[k].dtype, pd.CategoricalDtype)}
     )
+    ranked: pd.DataFrame | None = None
     if values is not None:
         data = data.assign(__neg=(data[values] < 0).astype("int64"))
         if unit is not None:
             # Each unit contributes the sum of its records (NaN when all its values are missing).
-            per_unit = (
-                data.groupby([*keys, "__unit"], observed=True, sort=False)[values]
-                .sum(min_count=1)
-                .reset_index()
-            )
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by check_total
+                per_unit = (
+                    data.groupby([*keys, "__unit"], observed=True, sort=False)[values]
+                    .sum(min_count=1)
+                    .reset_index()
+                )
             ranked = per_unit.dropna(subset=[values]).sort_values(values, ascending=False, kind="stable")
         else:
             ranked = data.dropna(subset=[values]).sort_values(values, ascending=False, kind="stable")
     out: dict[CellKey, CellStats] = {}
-    for i, j in grouping_sets(len(index), len(columns), margins):
-        gkeys = [*index[:i], *columns[:j]]
-        groups: Any = data.groupby(gkeys, observed=True, sort=False, dropna=True) if gkeys else None
-        units = _unit_counts(data, ranked if values is not None else None, gkeys, unit, values)
-        if values is None:
-            if not gkeys:
-                out[split_key((), 0, i, j, len(index), len(columns))] = count_cell(
-                    len(data), units.get((), None) if units is not None else None
-                )
-                continue
-            sizes = groups.size()
-            for parts, group, size in zip(
-                _python_keys(sizes.index), sizes.index, sizes.tolist(), strict=True
-            ):
-                out[split_key(parts, len(gkeys), i, j, len(index), len(columns))] = count_cell(
-                    size, int(units[group]) if units is not None else None
-                )
-            continue
-        top_source = ranked
-        if gkeys:
-            column = groups[values]
-            summary = pd.DataFrame(
-                {
-                    "n_rows": groups.size(),
-                    "n": column.count(),
-                    "total": column.sum(),
-                    "n_negative": groups["__neg"].sum(),
-                    "value": _aggregate(column, aggfunc, q),
-                }
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing total is refused by check_total
+        for i, j in grouping_sets(len(index), len(columns), margins):
+            _grouping_stats(
+                data,
+                ranked,
+                index,
+                columns,
+                values,
+                aggfunc,
+                q,
+                top_k,
+                unit,
+                i,
+                j,
+                out,
             )
-            if unit is not None:
-                # A margin's units are summed over its children first (one unit may sit in several).
-                top_source = (
-                    ranked.groupby([*gkeys, "__unit"], observed=True, sort=False)[values].sum().reset_index()
-                )
-                top_source = top_source.sort_values(values, ascending=False, kind="stable")
-            tops = (
-                top_source.groupby(gkeys, observed=True, sort=False)
-                .head(top_k)
-                .groupby(gkeys, observed=True, sort=False)[values]
-                .agg(tuple)
-            )
-        else:
-            series = data[values]
-            summary = pd.DataFrame(
-                {
-                    "n_rows": [len(data)],
-                    "n": [int(series.count())],
-                    "total": [float(series.sum())],
-                    "n_negative": [int(data["__neg"].sum())],
-                    "value": [_aggregate(series, aggfunc, q)],
-                },
-                index=pd.Index([()], tupleize_cols=False),
-            )
-            if unit is not None:
-                top_source = ranked.groupby("__unit", sort=False)[values].sum().sort_values(ascending=False)
-                tops = pd.Series([tuple(top_source.head(top_k))], index=pd.Index([()], tupleize_cols=False))
-            else:
-                tops = pd.Series(
-                    [tuple(ranked[values].head(top_k))], index=pd.Index([()], tupleize_cols=False)
-                )
-        top_lookup = tops.to_dict()
-        for group, row in zip(summary.index, summary.itertuples(index=False), strict=True):
-            cell = split_key(group, len(gkeys), i, j, len(index), len(columns))
-            stats = magnitude_cell(
-                aggfunc, row.n_rows, row.n, row.total, row.n_negative, row.value, top_lookup.get(group, ())
-            )
-            if units is not None:
-                stats = dataclasses.replace(stats, n_units=int(units.get(group, 0)))
-            check_total(stats, values, cell)
-            out[cell] = stats
     return assemble_table_stats(out, len(index), len(columns), margins, dropped)
+
+
+def _grouping_stats(
+    data: pd.DataFrame,
+    ranked: pd.DataFrame | None,
+    index: Sequence[str],
+    columns: Sequence[str],
+    values: str | None,
+    aggfunc: str,
+    q: float,
+    top_k: int,
+    unit: str | None,
+    i: int,
+    j: int,
+    out: dict[CellKey, CellStats],
+) -> None:
+    """The cells of one grouping (the first ``i`` row and ``j`` column variables) into ``out``."""
+    gkeys = [*index[:i], *columns[:j]]
+    groups: Any = data.groupby(gkeys, observed=True, sort=False, dropna=True) if gkeys else None
+    units = _unit_counts(data, ranked, gkeys, unit, values)
+    if values is None:
+        if not gkeys:
+            out[split_key((), 0, i, j, len(index), len(columns))] = count_cell(
+                len(data), units.get((), None) if units is not None else None
+            )
+            return
+        sizes = groups.size()
+        for parts, group, size in zip(_python_keys(sizes.index), sizes.index, sizes.tolist(), strict=True):
+            out[split_key(parts, len(gkeys), i, j, len(index), len(columns))] = count_cell(
+                size, int(units[group]) if units is not None else None
+            )
+        return
+    assert ranked is not None  # always built for a value column
+    top_source = ranked
+    if gkeys:
+        column = groups[values]
+        summary = pd.DataFrame(
+            {
+                "n_rows": groups.size(),
+                "n": column.count(),
+                "total": column.sum(),
+                "n_negative": groups["__neg"].sum(),
+                "value": _aggregate(column, aggfunc, q),
+            }
+        )
+        if unit is not None:
+            # A margin's units are summed over its children first (one unit may sit in several).
+            top_source = (
+                ranked.groupby([*gkeys, "__unit"], observed=True, sort=False)[values].sum().reset_index()
+            )
+            top_source = top_source.sort_values(values, ascending=False, kind="stable")
+        tops = (
+            top_source.groupby(gkeys, observed=True, sort=False)
+            .head(top_k)
+            .groupby(gkeys, observed=True, sort=False)[values]
+            .agg(tuple)
+        )
+    else:
+        series = data[values]
+        summary = pd.DataFrame(
+            {
+                "n_rows": [len(data)],
+                "n": [int(series.count())],
+                "total": [float(series.sum())],
+                "n_negative": [int(data["__neg"].sum())],
+                "value": [_aggregate(series, aggfunc, q)],
+            },
+            index=pd.Index([()], tupleize_cols=False),
+        )
+        if unit is not None:
+            top_source = ranked.groupby("__unit", sort=False)[values].sum().sort_values(ascending=False)
+            tops = pd.Series([tuple(top_source.head(top_k))], index=pd.Index([()], tupleize_cols=False))
+        else:
+            tops = pd.Series([tuple(ranked[values].head(top_k))], index=pd.Index([()], tupleize_cols=False))
+    top_lookup = tops.to_dict()
+    for group, row in zip(summary.index, summary.itertuples(index=False), strict=True):
+        cell = split_key(group, len(gkeys), i, j, len(index), len(columns))
+        stats = magnitude_cell(
+            aggfunc, row.n_rows, row.n, row.total, row.n_negative, row.value, top_lookup.get(group, ())
+        )
+        if units is not None:
+            stats = dataclasses.replace(stats, n_units=int(units.get(group, 0)))
+        check_total(stats, values, cell)
+        out[cell] = stats
 
 
 def _unit_counts(

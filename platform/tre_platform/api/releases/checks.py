@@ -132,6 +132,8 @@ def strictest(rules: Sequence[Rules]) -> Rules:
         rounding_base=max(r.rounding_base for r in rules),
         rounding_method="controlled" if any(r.rounding_method == "controlled" for r in rules) else "nearest",
         min_residual_df=max(r.min_residual_df for r in rules),
+        unit=min((r.unit for r in rules if r.unit), default=None),
+        max_cells=min(r.max_cells for r in rules),
         structural_zeros=tuple(sorted(structural, key=repr)),
         **choices,
     )
@@ -217,6 +219,8 @@ def check_table(
             rules=rules,
             margins=spec.margins,
             q=spec.q,
+            unit=rules.unit if rules.unit in frame.columns else None,
+            max_cells=min(rules.max_cells, policy.max_table_cells),
         )
     except (SpecError, DisclosureError, ValueError, KeyError, TypeError) as exc:
         lead = [source.description] if source is not None and source.description else []
