@@ -257,6 +257,7 @@ def _engine_stats(
     top_k: int,
     margins: bool,
     unit: str | None,
+    limit: int,
 ) -> TableStats:
     if isinstance(df, pd.DataFrame):
         used = [*index, *columns, *(c for c in (values, unit) if c is not None)]
@@ -267,15 +268,30 @@ def _engine_stats(
                 "rename or drop the duplicates so it is clear which column is tabulated"
             )
         check_spec(df.columns, index, columns, values, aggfunc)
+        _check_leaf_count(df, index, columns, limit)
         return pandas_cell_stats(df, index, columns, values, aggfunc, q, top_k, margins, unit)
     if unit is not None:
         # Units need each unit's records together; the distributed engines aggregate per record, so the
         # table's columns (not the whole data) are brought to the driver and counted there.
         names = list(dict.fromkeys([*index, *columns, *(c for c in (values, unit) if c is not None)]))
         local = _collect(df, names)
-        return _engine_stats(local, index, columns, values, aggfunc, q, top_k, margins, unit)
+        return _engine_stats(local, index, columns, values, aggfunc, q, top_k, margins, unit, limit)
     # Spark and Dask compute the same per-cell statistics in the cluster and return only those.
     return engine_cell_stats(df, index, columns, values, aggfunc, q, top_k, margins)
+
+
+def _check_leaf_count(df: pd.DataFrame, index: list[str], columns: list[str], limit: int) -> None:
+    """Refuse early when the leaves alone (distinct row keys x distinct column keys, a lower bound on the
+    cells) exceed the limit, before the per-cell statistics are built."""
+    keys = df[[*index, *columns]].dropna()
+    rows = len(keys[index].drop_duplicates())
+    cols = len(keys[columns].drop_duplicates()) if columns else 1
+    if rows * cols > limit:
+        raise TableTooLargeError(
+            f"the table has at least {rows * cols} cells ({rows} row keys x {cols} column keys, before "
+            f"margins); at most {limit} may be protected and released. Group categories (e.g. coarser bands "
+            "or geographies) to make a smaller table"
+        )
 
 
 def _collect(df: Any, names: list[str]) -> pd.DataFrame:
@@ -359,7 +375,7 @@ def protect_table(
     if unit_note:
         notes.append(unit_note)
     limit = parsed.max_cells if max_cells is None else max_cells
-    stats = _engine_stats(df, index_l, columns_l, values, aggfunc, q, top_k, margins, unit_used)
+    stats = _engine_stats(df, index_l, columns_l, values, aggfunc, q, top_k, margins, unit_used, limit)
     _check_not_empty(stats, values)
     n_cells = len(stats.row_keys) * len(stats.col_keys)
     if n_cells > limit:

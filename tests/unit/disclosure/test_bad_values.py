@@ -80,6 +80,8 @@ def test_cell_limit_refuses_before_protection_work(monkeypatch: pytest.MonkeyPat
         protect_table(df, "r", "c", max_cells=400)
     with pytest.raises(TableTooLargeError):
         protect_table(df, "r", "c", rules={"max_cells": 400})
+    with pytest.raises(TableTooLargeError, match="at least 300 cells"):  # leaves alone: before any stats
+        protect_table(df, "r", "c", max_cells=299)
 
 
 def test_memory_grows_linearly_with_a_long_two_column_table() -> None:
