@@ -68,3 +68,19 @@ def test_rows_are_the_fallback_and_the_record_says_so() -> None:
 def test_unknown_unit_column_is_a_clear_error() -> None:
     with pytest.raises(TableSpecError, match="unit column 'nope'"):
         protect_table(_business_records(), "region", "sector", unit="nope")
+
+
+def test_dask_data_with_a_unit_counts_units_like_pandas() -> None:
+    dd = pytest.importorskip("dask.dataframe")
+    df = _business_records()
+    local = protect_table(df, "region", "sector", values="turnover", aggfunc="sum", unit="business_id")
+    remote = protect_table(
+        dd.from_pandas(df, npartitions=3),
+        "region",
+        "sector",
+        values="turnover",
+        aggfunc="sum",
+        unit="business_id",
+    )
+    assert remote.record()["contributors"] == {"counted": "units", "unit": "business_id"}
+    pd.testing.assert_frame_equal(remote.table, local.table)
