@@ -60,3 +60,25 @@ def test_strictest_keeps_a_declared_unit_and_the_lowest_cell_limit() -> None:
         [load_profile("default"), dataclasses.replace(load_profile("business-tier2"), max_cells=500)]
     )
     assert merged.unit == "business_id" and merged.max_cells == 500
+
+
+def test_server_regression_check_counts_support_in_units() -> None:
+    from tre_lib.outputs.specs import RegressionSpec
+
+    rng = np.random.default_rng(3)
+    n = 60
+    dummy = np.zeros(n)
+    dummy[:12] = 1.0  # twelve records, one person
+    data = pd.DataFrame(
+        {
+            "y": rng.normal(size=n),
+            "x": rng.normal(size=n),
+            "d": dummy,
+            "person_id": ["p0"] * 12 + [f"p{i}" for i in range(1, n - 11)],
+        }
+    )
+    spec = RegressionSpec.from_dict({"model": "ols", "outcome": "y", "predictors": ["x", "d"]})
+    by_rows = checks.check_regression_output(spec, b"term,coef\n", data, Rules())
+    by_units = checks.check_regression_output(spec, b"term,coef\n", data, Rules(unit="person_id"))
+    assert "coefficient_support: every" in " ".join(by_rows["findings"])
+    assert by_units["status"] == "fail"

@@ -266,7 +266,13 @@ def check_regression_output(
     """Refit the model on ``data``, check its residual degrees of freedom, compare the coefficients."""
     try:
         result, fit_warnings = fit_regression(data, spec)
-        check = check_regression(result, rules)
+        labels = getattr(getattr(result.model, "data", None), "row_labels", None)
+        units = (
+            data[rules.unit].loc[labels].to_numpy()
+            if rules.unit in data.columns and labels is not None
+            else None
+        )
+        check = check_regression(result, rules, units=units)
     except (SpecError, DisclosureError, ValueError, KeyError, TypeError) as exc:
         return _result("fail", [f"the server could not refit the declared model: {exc}"])
     findings = [*check.reasons, *(f"warning while fitting: {w}" for w in fit_warnings)]
