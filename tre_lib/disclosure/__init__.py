@@ -35,6 +35,7 @@ from tre_lib.disclosure.errors import (
     ProfileNotFoundError,
     RulesError,
     TableSpecError,
+    TableTooLargeError,
     UnsupportedOutputError,
 )
 from tre_lib.disclosure.regression import RegressionCheck, check_regression
@@ -60,6 +61,7 @@ __all__ = [
     "Rules",
     "RulesError",
     "TableSpecError",
+    "TableTooLargeError",
     "UnsupportedOutputError",
     "attacker_intervals",
     "check_differencing",

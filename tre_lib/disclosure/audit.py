@@ -80,6 +80,8 @@ class Auditor:
         self.flow_solves = 0
         #: Interval ends of count tables settled by the network's bounds, with no flow solved.
         self.flow_settled = 0
+        #: Interval ends reported as a guaranteed inner bound because exact flows would cost too much.
+        self.flow_inner = 0
         self._arcs = _network_arcs(structure) if integer else None
         #: Plain optima kept as whole tables with the cells they moved, when :meth:`keep_witnesses` is on.
         self._witnesses: deque[tuple[np.ndarray, np.ndarray]] | None = None
@@ -183,6 +185,7 @@ class Auditor:
                 found = network.intervals(targets)
                 self.flow_solves += network.solves
                 self.flow_settled += network.settled
+                self.flow_inner += network.inner
                 return found
         lp = self._models.get(key)
         if lp is None:
@@ -441,6 +444,110 @@ def _feasible(auditor: Auditor, group: list[int], values: np.ndarray) -> bool:
     return True
 
 
+#: Most numbers held at once while summing 4-cycles (a dense block of ``back`` rows); 2M floats = 16 MB.
+_CYCLE_CHUNK = 2_000_000
+
+
+def _four_cycle_sums(
+    n_nodes: int, tails: np.ndarray, heads: np.ndarray, f: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """For each asked arc ``a[i] -> b[i]``: the sum of ``f(y -> x)`` over arcs ``y -> x`` with arcs ``a -> x``
+    and ``y -> b`` (the 4-cycles through it, including the degenerate ones through its own arc).
+
+    The sum depends only on the set of nodes ``a`` reaches and the set of nodes reaching ``b``, so it is
+    computed once per distinct pair of those sets, from a few rows of ``back = G^T F`` at a time (G the arcs,
+    F their values). Forming ``back`` whole, as ``(F^T G)^T``, takes memory quadratic in the nodes: a hub
+    (the grand total reaches every row) makes it dense, 23 GB for a 20,000 x 2 table.
+    """
+    from scipy.sparse import csr_array
+
+    shape = (n_nodes, n_nodes)
+    grow = csr_array((np.ones_like(f), (tails, heads)), shape=shape)
+    grow.sort_indices()
+    into = grow.T.tocsr()
+    into.sort_indices()
+    weights = csr_array((f, (tails, heads)), shape=shape)
+
+    def set_ids(m: Any, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per node, the id of its neighbour set (equal sets, equal ids), and one node per id."""
+        ids: dict[bytes, int] = {}
+        reps: list[int] = []
+        per_node = np.empty(nodes.size, dtype=np.int64)
+        for i, node in enumerate(nodes.tolist()):
+            key = m.indices[m.indptr[node] : m.indptr[node + 1]].tobytes()
+            k = ids.setdefault(key, len(ids))
+            if k == len(reps):
+                reps.append(node)
+            per_node[i] = k
+        return per_node, np.asarray(reps, dtype=np.int64)
+
+    out_id, out_reps = set_ids(grow, a)
+    in_id, in_reps = set_ids(into, b)
+    pairs, pair_of = np.unique(np.stack([in_id, out_id], axis=1), axis=0, return_inverse=True)
+    pair_of = pair_of.reshape(-1)
+    sums = np.zeros(len(pairs), dtype=np.float64)
+    rows_per_chunk = max(1, _CYCLE_CHUNK // max(1, n_nodes))
+    for start in range(0, len(in_reps), rows_per_chunk):
+        chunk = np.arange(start, min(start + rows_per_chunk, len(in_reps)))
+        back = (into[in_reps[chunk]] @ weights).toarray()  # back[b, x] for these in-sets only
+        picked = np.flatnonzero((pairs[:, 0] >= chunk[0]) & (pairs[:, 0] <= chunk[-1]))
+        for p in picked.tolist():
+            node = int(out_reps[pairs[p, 1]])
+            reach = grow.indices[grow.indptr[node] : grow.indptr[node + 1]]
+            sums[p] = float(back[pairs[p, 0] - start, reach].sum())
+    return np.rint(sums[pair_of]).astype(np.int64)
+
+
+def _three_path_flow(
+    n_nodes: int, tails: np.ndarray, heads: np.ndarray, f: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
+    """A flow from ``b[i]`` back to ``a[i]`` that the network surely allows, for each asked arc ``a -> b``.
+
+    Paths ``b <- y <- z -> a``: shrink a cell ``y -> b`` (``y != a``), shrink cells ``z -> y`` and grow a cell
+    ``z -> a`` (unlimited). Paths through different ``y`` use different arcs, so their flows add up, each
+    at most ``min(f(y -> b), sum of f(z -> y) over the z that reach a)``. Called on the reversed arcs it
+    gives the paths ``b -> x <- w <- a``. Computed once per distinct (``b``, set of nodes into ``a``), with
+    memory linear in the arcs.
+    """
+    from scipy.sparse import csr_array
+
+    shape = (n_nodes, n_nodes)
+    weights = csr_array((f.astype(np.float64), (tails, heads)), shape=shape)
+    into = weights.T.tocsr()  # into[y, z] = f(z -> y)
+    into.sort_indices()
+    sets: dict[bytes, int] = {}
+    set_rep: list[int] = []
+    keys: dict[tuple[int, int], int] = {}
+    first: list[tuple[int, int]] = []
+    pair_of = np.empty(a.size, dtype=np.int64)
+    for i, (node_a, node_b) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+        s = sets.setdefault(into.indices[into.indptr[node_a] : into.indptr[node_a + 1]].tobytes(), len(sets))
+        if s == len(set_rep):
+            set_rep.append(node_a)
+        k = keys.setdefault((node_b, s), len(keys))
+        if k == len(first):
+            first.append((node_b, s))
+        pair_of[i] = k
+    sums = np.zeros(len(first))
+    by_set: dict[int, list[int]] = {}
+    for k, (_node_b, s) in enumerate(first):
+        by_set.setdefault(s, []).append(k)
+    mask = np.zeros(n_nodes)
+    for s, ks in by_set.items():
+        reach_a = into.indices[into.indptr[set_rep[s]] : into.indptr[set_rep[s] + 1]]
+        mask[reach_a] = 1.0
+        feeding = into @ mask  # per y: the values of cells z -> y whose z also reaches a
+        mask[reach_a] = 0.0
+        for k in ks:
+            node_b = first[k][0]
+            span = slice(into.indptr[node_b], into.indptr[node_b + 1])
+            sums[k] = float(np.minimum(into.data[span], feeding[into.indices[span]]).sum())
+    # The asked cell's own y (= a) is excluded: its term min(f(a -> b), value into a from z that reach a).
+    own = np.asarray(weights[a, b]).reshape(-1)
+    entering = np.bincount(heads, weights=f, minlength=n_nodes)
+    return sums[pair_of] - np.minimum(own, entering[a])
+
+
 @dataclass(frozen=True)
 class _Block:
     """One biconnected block of a flow network, numbered locally, as a CSR template for batched copies.
@@ -559,6 +666,10 @@ class _FlowGroup:
 
     #: Most arcs in one batched network (bounds the memory of one call; 0.2M to 1M measured alike).
     BATCH_ARCS = 1_000_000
+    #: Most arc visits the exact flows of one call may take (questions x arcs). Beyond it, each end left
+    #: open is reported at its guaranteed bound: an interval the attacker surely cannot narrow further
+    #: (inside the exact one), so protection judged on it is never overstated, only sometimes understated.
+    FLOW_WORK = 50_000_000
 
     def __init__(
         self, cells: list[int], arcs: list[tuple[int, int]], values: list[int], n_nodes: int, big: int
@@ -570,6 +681,7 @@ class _FlowGroup:
         self.big = big
         self.solves = 0
         self.settled = 0
+        self.inner = 0
         self._blocks: list[_Block] = []
         self._block_of: list[int] = []
 
@@ -627,28 +739,24 @@ class _FlowGroup:
             return None  # two cells on the same pair of nodes: not this table's network
         return cls(group, arcs, [int(v) for v in values], len(nodes), big)
 
-    def _bounds(self, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For the cells at positions ``ks``: a shrink the network surely allows, a growth it cannot exceed.
+    def _bounds(self, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the cells at positions ``ks``: a shrink the network surely allows, a growth it cannot exceed,
+        and a growth it surely allows.
 
         Shrink: for a cell ``a -> b``, every other cell ``y -> x`` with cells ``a -> x`` and ``y -> b`` closes
         a 4-cycle ``a -> x -> y -> b`` through which ``f(y -> x)`` can flow; these paths share only arcs of
         unlimited capacity, so their sum is a feasible flow (a lower bound on the maximum flow).
 
         Growth: the flow from ``b`` back to ``a`` cannot exceed what can leave ``b`` (unlimited if a cell
-        starts at ``b``, else the values of the other cells ending at ``b``) nor what can reach ``a``.
+        starts at ``b``, else the values of the other cells ending at ``b``) nor what can reach ``a``. It is
+        at least the flow along the 3-paths of :func:`_three_path_flow` (both orientations); when that
+        reaches the upper bound, no maximum flow needs solving (a 2-D table's cells almost always).
         """
-        from scipy.sparse import csr_array
-
         tails = np.asarray([a for a, _ in self.arcs], dtype=np.int64)
         heads = np.asarray([b for _, b in self.arcs], dtype=np.int64)
         f = np.asarray(self.values, dtype=np.int64)
-        shape = (self.n_nodes, self.n_nodes)
-        grow = csr_array((np.ones_like(f), (tails, heads)), shape=shape)
-        shrink = csr_array((f, (heads, tails)), shape=shape)
-        # back[x, b]: value that can go x -> y -> b; summed over the x that a reaches, for each cell a -> b.
-        back = (shrink @ grow).T.tocsr()
         a, b, own = tails[ks], heads[ks], f[ks]
-        around = np.asarray(grow[a].multiply(back[b]).sum(axis=1)).reshape(-1)
+        around = _four_cycle_sums(self.n_nodes, tails, heads, f, a, b)
         leaving = np.bincount(tails, weights=f, minlength=self.n_nodes).astype(np.int64)
         entering = np.bincount(heads, weights=f, minlength=self.n_nodes).astype(np.int64)
         # Paths through the cell's own arcs (x = b or y = a) are not allowed.
@@ -657,7 +765,11 @@ class _FlowGroup:
         ends = np.bincount(heads, minlength=self.n_nodes)
         out_of_b = np.where(starts[b] > 0, np.inf, entering[b] - own)
         into_a = np.where(ends[a] > 0, np.inf, leaving[a] - own)
-        return shrink_at_least, np.minimum(out_of_b, into_a)
+        grow_at_least = np.maximum(
+            _three_path_flow(self.n_nodes, tails, heads, f, a, b),
+            _three_path_flow(self.n_nodes, heads, tails, f, b, a),
+        )
+        return shrink_at_least, np.minimum(out_of_b, into_a), grow_at_least
 
     def _flows(self, questions: list[tuple[int, int, int, int]]) -> list[int]:
         """Maximum flow, at most ``cap``, for each (cell position, start node, end node, cap), without that
@@ -752,7 +864,7 @@ class _FlowGroup:
     def intervals(self, targets: list[int]) -> dict[int, Interval]:
         index = {cell: k for k, cell in enumerate(self.cells)}
         ks = [index[cell] for cell in targets]
-        shrink_at_least, grow_at_most = self._bounds(np.asarray(ks, dtype=np.int64))
+        shrink_at_least, grow_at_most, grow_at_least = self._bounds(np.asarray(ks, dtype=np.int64))
         # Each cell's shrink and growth, settled by the bounds unless a flow is asked for below.
         shrink = np.minimum(np.asarray(self.values, dtype=float)[ks], shrink_at_least)
         grow = np.zeros(len(ks))
@@ -764,10 +876,22 @@ class _FlowGroup:
             if shrink_at_least[i] < f:  # not settled by the 4-cycles: from a to b, at most the cell itself
                 questions.append((k, a, b, f))
                 asks.append((shrink, i))
-            if grow_at_most[i] > 0:  # send flow back from b to a, at most the cut around b or a
+            if grow_at_most[i] > 0 and grow_at_least[i] >= grow_at_most[i]:
+                grow[i] = grow_at_most[i]  # the 3-paths already carry all the cut allows
+            elif grow_at_most[i] > 0:  # send flow back from b to a, at most the cut around b or a
                 questions.append((k, b, a, int(min(grow_at_most[i], self.big))))
                 asks.append((grow, i))
         self.settled += 2 * len(ks) - len(questions)
+        if len(questions) * len(self.arcs) > self.FLOW_WORK:
+            # Exact flows would cost questions x arcs (quadratic in a large table): keep the bounds that
+            # are surely reachable, so every width is at most the attacker's true one.
+            sure = {id(shrink): np.maximum(shrink_at_least, 0.0), id(grow): np.maximum(grow_at_least, 0.0)}
+            for answer, i in asks:
+                answer[i] = min(
+                    float(sure[id(answer)][i]), float(self.values[ks[i]]) if answer is shrink else math.inf
+                )
+            self.inner += len(questions)
+            questions, asks = [], []
         flows = self._flows(questions)
         for (answer, i), (_k, _s, _e, cap), value in zip(asks, questions, flows, strict=True):
             # A flow that fills an uncapped source arc found a path of unlimited capacity.

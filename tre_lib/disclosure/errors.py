@@ -33,3 +33,7 @@ class TableSpecError(DisclosureError, ValueError):
 
 class UnsupportedOutputError(DisclosureError, TypeError):
     """The object handed to a checker is not a kind of output it knows how to check."""
+
+
+class TableTooLargeError(TableSpecError):
+    """The table has more cells than the limit allows; it is refused before any protection work."""

@@ -10,10 +10,16 @@ aggfunc         threshold  dominance  p%    zero  negative  missing  min/max
 ==============  =========  =========  ====  ====  ========  =======  =======
 count           yes        -          -     yes   -         -        -
 sum, mean       yes        yes        yes   yes   yes       yes      -
-median, quant.  yes        -          -     yes   yes       yes      -
+median, quant.  yes        -          -     yes   yes       yes      q*
 std, var        yes        -          -     yes   -         yes      -
 min, max        yes        -          -     yes   -         yes      yes
 ==============  =========  =========  ====  ====  ========  =======  =======
+
+q*: a quantile within ``1/n`` of 0 or 1 (n the cell's records with a value) is the cell's minimum or
+maximum, or interpolated between it and its neighbour, so it is judged as min/max:
+``quantile(q=1.0)`` fails as ``max``.
+
+Contributors are distinct units when the table declares a unit column (``CellStats.n_units``), else records.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ _APPLIES: dict[str, tuple[str, ...]] = {
     "sum": ("threshold", "dominance", "p_percent", "zero", "negative", "missing"),
     "mean": ("threshold", "dominance", "p_percent", "zero", "negative", "missing"),
     "median": ("threshold", "zero", "negative", "missing"),
-    "quantile": ("threshold", "zero", "negative", "missing"),
+    "quantile": ("threshold", "zero", "negative", "missing", "min_max"),
     "std": ("threshold", "zero", "missing"),
     "var": ("threshold", "zero", "missing"),
     "min": ("threshold", "zero", "missing", "min_max"),
@@ -59,7 +65,7 @@ class Verdict:
 
 
 def evaluate_cell(
-    cell: CellKey, stats: CellStats, aggfunc: str, rules: Rules, structural: bool
+    cell: CellKey, stats: CellStats, aggfunc: str, rules: Rules, structural: bool, q: float = 0.5
 ) -> Mapping[str, Verdict]:
     """Every rule's verdict on one cell.
 
@@ -69,17 +75,20 @@ def evaluate_cell(
         aggfunc: the published statistic.
         rules: rule parameters.
         structural: the caller declared this cell a structural zero.
+        q: the quantile, for ``aggfunc="quantile"``.
 
     Returns:
         Verdict per rule name (rules that do not apply to this statistic are ``not_applicable``).
     """
     # The verdicts depend on the cell's statistics only (never on its position), and Verdicts are frozen,
     # so equal cells share one evaluation: a large count table has many cells with the same count.
-    return _evaluate(stats, aggfunc, rules, structural)
+    return _evaluate(stats, aggfunc, rules, structural, q if aggfunc == "quantile" else 0.5)
 
 
 @functools.lru_cache(maxsize=65_536)
-def _evaluate(stats: CellStats, aggfunc: str, rules: Rules, structural: bool) -> Mapping[str, Verdict]:
+def _evaluate(
+    stats: CellStats, aggfunc: str, rules: Rules, structural: bool, q: float
+) -> Mapping[str, Verdict]:
     applies = _APPLIES[aggfunc]
     judges = {
         "threshold": _threshold,
@@ -95,23 +104,27 @@ def _evaluate(stats: CellStats, aggfunc: str, rules: Rules, structural: bool) ->
             out[name] = Verdict(name, "not_applicable", f"not checked for aggfunc={aggfunc!r}")
         elif name == "zero":
             out[name] = _zero(stats, rules, structural)
+        elif name == "min_max" and aggfunc == "quantile":
+            out[name] = _extreme_quantile(stats, rules, q)
         else:
             out[name] = judges[name](stats, rules)
     return MappingProxyType(out)
 
 
 def _threshold(s: CellStats, rules: Rules) -> Verdict:
-    detail = {"contributors": s.n, "threshold": rules.threshold}
+    n = s.contributors
+    what = "record" if s.n_units is None else "unit"
+    detail = {"contributors": n, "counted": f"{what}s", "threshold": rules.threshold}
     if s.n == 0:
         return Verdict("threshold", "not_applicable", "empty cell: judged by the zero rule", detail)
-    if s.n < rules.threshold:
+    if n < rules.threshold:
         return Verdict(
             "threshold",
             "suppress",
-            f"{s.n} contributor(s), fewer than the threshold of {rules.threshold}",
+            f"{n} contributing {what}(s), fewer than the threshold of {rules.threshold}",
             detail,
         )
-    return Verdict("threshold", "pass", f"{s.n} contributors, at least {rules.threshold}", detail)
+    return Verdict("threshold", "pass", f"{n} contributing {what}s, at least {rules.threshold}", detail)
 
 
 def _dominance(s: CellStats, rules: Rules) -> Verdict:
@@ -210,6 +223,26 @@ def _missing(s: CellStats, rules: Rules) -> Verdict:
         return Verdict("missing", "pass", "no missing values", detail)
     outcome: Outcome = "review" if rules.missing == "review" else "pass"
     return Verdict("missing", outcome, f"{s.n_missing} missing value(s) left out of the statistic", detail)
+
+
+def _extreme_quantile(s: CellStats, rules: Rules, q: float) -> Verdict:
+    n = s.n  # the quantile interpolates between records' values
+    if s.n == 0:
+        return Verdict("min_max", "not_applicable", "empty cell")
+    edge = 1.0 / max(n, 1)
+    if s.contributors < rules.threshold:
+        # Hidden by the threshold rule, and a quantile has no linear relation to the margins.
+        return Verdict("min_max", "not_applicable", "below the threshold: suppressed by that rule", {"q": q})
+    if q <= edge or q >= 1.0 - edge:
+        verdict = _min_max(s, rules)
+        return Verdict(
+            "min_max",
+            verdict.outcome,
+            f"quantile q={q:g} is within 1/{n} of {'0' if q <= edge else '1'}, so it is the cell's "
+            f"{'minimum' if q <= edge else 'maximum'} (or next to it): " + verdict.reason,
+            {"q": q, "contributors": n},
+        )
+    return Verdict("min_max", "pass", f"quantile q={q:g} is more than 1/{n} from 0 and 1", {"q": q})
 
 
 def _min_max(s: CellStats, rules: Rules) -> Verdict:

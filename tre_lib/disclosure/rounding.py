@@ -16,16 +16,54 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from tre_lib.disclosure.errors import DisclosureError
+from tre_lib.disclosure.rules import Rules
 from tre_lib.disclosure.structure import TableStructure
 
 
 class RoundingError(DisclosureError):
-    """No controlled rounding exists for this table; use suppression or conventional rounding instead."""
+    """No safe rounding exists for this table: no controlled rounding, or a nearest rounding whose margins
+    give a small cell back; use suppression (or controlled rounding) instead."""
 
 
 def round_nearest(values: np.ndarray, base: int) -> np.ndarray:
     """Round each value to the nearest multiple of ``base`` (halves round up, as ONS practice)."""
     return base * np.floor(np.asarray(values, dtype=float) / base + 0.5)
+
+
+def audit_nearest_rounding(
+    structure: TableStructure, values: np.ndarray, rounded: np.ndarray, rules: Rules
+) -> None:
+    """Refuse a nearest rounding whose margins narrow a small cell.
+
+    Rounded on its own, each cell is only known to lie within its rounding interval (an integer ``x`` rounds
+    to ``r`` when ``r - base/2 <= x < r + base/2``). But the true cells still add up to the true margins,
+    whose own rounding intervals are known too, and an attacker who solves that system (the same LP as the
+    suppression audit, every cell unknown within its interval) can narrow a cell, even to its exact value.
+    Every cell with ``0 < value < threshold`` must keep its whole rounding interval; otherwise the table is
+    refused (controlled rounding or suppression are the alternatives).
+
+    Raises:
+        RoundingError: naming the first cell the margins narrow.
+    """
+    from tre_lib.disclosure.audit import Auditor
+
+    base = rules.rounding_base
+    lower = np.maximum(0.0, rounded - np.floor(base / 2))
+    upper = rounded + np.ceil(base / 2) - 1
+    small = np.flatnonzero((values > 0) & (values < rules.threshold))
+    if small.size == 0:
+        return
+    auditor = Auditor(structure, values, lower, upper, integer=True)
+    found = auditor.intervals(np.ones(structure.size, dtype=bool), only=small.tolist())
+    for cell in small.tolist():
+        lo, hi = found[cell]
+        if hi - lo < upper[cell] - lower[cell] - 1e-9:
+            raise RoundingError(
+                f"nearest rounding to base {base} is not safe for this table: with the rounded margins an "
+                f"attacker narrows cell {structure.cells[cell]} (a count below the threshold) to "
+                f"[{lo:g}, {hi:g}] instead of [{lower[cell]:g}, {upper[cell]:g}]; use "
+                "rounding_method='controlled' or mitigation='suppress'"
+            )
 
 
 def controlled_round(structure: TableStructure, values: np.ndarray, base: int) -> np.ndarray:

@@ -60,6 +60,11 @@ class Rules:
         rounding_method: "controlled" (additive: rows and columns still add to rounded margins) or
             "nearest" (each cell independently, not additive).
         min_residual_df: minimum residual degrees of freedom of a regression.
+        unit: the column of the unit id the data owner counts contributors by (an index id, e.g.
+            ``"person_id"`` or ``"business_id"``). Thresholds, dominance and p% then count distinct units and
+            a unit's contribution is the sum of its records; None counts records (rows).
+        max_cells: most cells (margins included) a table may have; a larger one is refused before any
+            protection work.
     """
 
     name: str = "custom"
@@ -80,6 +85,8 @@ class Rules:
     rounding_base: int = 5
     rounding_method: str = "controlled"
     min_residual_df: int = 10
+    unit: str | None = None
+    max_cells: int = 100_000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -97,6 +104,9 @@ class Rules:
         _check_fraction(self, "protection_level", source, allow_zero=True)
         _check_int(self, "rounding_base", source, minimum=2)
         _check_int(self, "min_residual_df", source, minimum=1)
+        _check_int(self, "max_cells", source, minimum=1)
+        if self.unit is not None and (not isinstance(self.unit, str) or not self.unit):
+            raise RulesError("unit", f"must be a column name (e.g. 'person_id'), got {self.unit!r}", source)
         if self.count_protection is not None:
             _check_int(self, "count_protection", source, minimum=1)
         for key, allowed in _CHOICES.items():

@@ -54,12 +54,15 @@ class Requirement:
         insider: the bounds the cell's largest contributor knows for the cell, if modelled.
         exempt: per insider cell, the other cells not checked against that insider (see
             :func:`sole_contributor_pairs`); they stay checked against the outside attacker.
+        side: per cell, the protection each side of its interval needs against the outside attacker
+            (upper and lower protection levels: ``hi - value`` and ``value - lo``); 0 or None for none.
     """
 
     primary_width: np.ndarray
     secondary_width: np.ndarray
     insider: Mapping[int, Interval] = field(default_factory=dict)
     exempt: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    side: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,18 @@ class SuppressionResult:
 def required_width(cell: int, primary: np.ndarray, req: Requirement) -> float:
     """Width a suppressed cell's interval must reach."""
     return float(req.primary_width[cell] if primary[cell] else req.secondary_width[cell])
+
+
+def outside_width(
+    cell: int, lo: float, hi: float, values: np.ndarray, primary: np.ndarray, req: Requirement
+) -> float:
+    """The outside attacker's interval measured against :func:`required_width`: its width, or less when a
+    side is shorter than the cell's side requirement (scaled so that it meets exactly when both sides do)."""
+    width = hi - lo
+    if req.side is None or req.side[cell] <= 0:
+        return width
+    near = min(hi - float(values[cell]), float(values[cell]) - lo)
+    return min(width, required_width(cell, primary, req) * near / float(req.side[cell]))
 
 
 def _meets(width: float, required: float) -> bool:
@@ -167,8 +182,9 @@ def find_deficits(
     out = []
     for cell, (lo, hi) in intervals.items():
         need = required_width(cell, primary, req)
-        if not _meets(hi - lo, need):
-            out.append(Deficit(cell, hi - lo, need))
+        width = outside_width(cell, lo, hi, auditor.values, primary, req)
+        if not _meets(width, need):
+            out.append(Deficit(cell, width, need))
         else:
             memo.add((cell, ()))
     out = [d for d in out if d.key not in skip]
@@ -327,10 +343,18 @@ def _spread_for_insider(
     return np.asarray(np.maximum(high - low, 0.0))
 
 
-def _width(auditor: Auditor, suppressed: np.ndarray, deficit: Deficit) -> float:
+def _width(
+    auditor: Auditor,
+    suppressed: np.ndarray,
+    deficit: Deficit,
+    primary: np.ndarray | None = None,
+    req: Requirement | None = None,
+) -> float:
     knowledge = {c: (lo, hi) for c, lo, hi in deficit.knowledge}
     lo, hi = auditor.intervals(suppressed, knowledge=knowledge, only=[deficit.cell])[deficit.cell]
-    return hi - lo
+    if knowledge or primary is None or req is None:
+        return hi - lo
+    return outside_width(deficit.cell, lo, hi, auditor.values, primary, req)
 
 
 def suppress_secondary(
@@ -374,7 +398,7 @@ def suppress_secondary(
     # Re-check the ones given up on: a later complement may have protected them after all.
     still = []
     for d in unmet.values():
-        width = _width(auditor, suppressed, d)
+        width = _width(auditor, suppressed, d, primary, req)
         if not _meets(width, d.required):
             still.append(Deficit(d.cell, width, d.required, d.knowledge))
     exempt = sorted((j, i) for i, js in req.exempt.items() for j in js)
@@ -393,10 +417,12 @@ def _choose_complement(
     group = auditor.group_of(deficit.cell, suppressed)
     for c, _lo, _hi in deficit.knowledge:
         group = sorted(set(group) | set(auditor.group_of(c, suppressed)))
+    # Each equation once: a large table's margin equation holds thousands of the group's cells.
+    equations = {e for cell in group for e in structure.equations_of(cell)}
     pool: set[int] = set()
-    for cell in group:
-        for e in structure.equations_of(cell):
-            pool.update(m for m in structure.members(e) if not suppressed[m])
+    for e in equations:
+        members = np.asarray(structure.members(e))
+        pool.update(members[~suppressed[members]].tolist())
     if not pool:
         return None
     ranked = sorted(pool, key=lambda m: (bool(structure.is_margin[m]), cost[m] < deficit.required, cost[m]))
@@ -409,7 +435,7 @@ def _choose_complement(
         trial[cand] = True
         fix_lone_cells(structure, auditor.values, trial, primary, req)
         added = float(cost[trial & ~suppressed].sum())
-        width = _width(auditor, trial, deficit)
+        width = _width(auditor, trial, deficit, primary, req)
         if _meets(width, deficit.required):
             if best_meeting is None or added < best_meeting[0]:
                 best_meeting = (added, trial)

@@ -39,9 +39,14 @@ import pandas as pd
 
 from tre_lib.disclosure.audit import Auditor, Interval
 from tre_lib.disclosure.engines import engine_cell_stats
-from tre_lib.disclosure.errors import TableSpecError
+from tre_lib.disclosure.errors import TableSpecError, TableTooLargeError
 from tre_lib.disclosure.primary import Verdict, evaluate_cell
-from tre_lib.disclosure.rounding import RoundingError, controlled_round, round_nearest
+from tre_lib.disclosure.rounding import (
+    RoundingError,
+    audit_nearest_rounding,
+    controlled_round,
+    round_nearest,
+)
 from tre_lib.disclosure.rules import Rules, coerce_rules
 from tre_lib.disclosure.secondary import Requirement, suppress_secondary
 from tre_lib.disclosure.stats import ADDITIVE, CellStats, TableStats, check_spec, pandas_cell_stats
@@ -167,6 +172,7 @@ class ProtectedTable:
                 entry["stats"] = {
                     "n_rows": cell.stats.n_rows,
                     "n": cell.stats.n,
+                    "n_units": cell.stats.n_units,
                     "n_missing": cell.stats.n_missing,
                     "n_negative": cell.stats.n_negative,
                     "total": _json_number(cell.stats.total),
@@ -186,6 +192,10 @@ class ProtectedTable:
             "aggfunc": self.aggfunc,
             "mitigation": self.mitigation,
             "spec": self.spec,
+            "contributors": {
+                "counted": self.spec.get("contributors", "records"),
+                "unit": self.spec.get("unit"),
+            },
             "rules": self.rules.as_dict(),
             "findings": findings,
             "suppression": {
@@ -246,12 +256,56 @@ def _engine_stats(
     q: float,
     top_k: int,
     margins: bool,
+    unit: str | None,
+    limit: int,
 ) -> TableStats:
     if isinstance(df, pd.DataFrame):
+        used = [*index, *columns, *(c for c in (values, unit) if c is not None)]
+        duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()] if c in used})
+        if duplicated:
+            raise TableSpecError(
+                f"column name(s) {', '.join(map(repr, duplicated))} appear more than once in the data; "
+                "rename or drop the duplicates so it is clear which column is tabulated"
+            )
         check_spec(df.columns, index, columns, values, aggfunc)
-        return pandas_cell_stats(df, index, columns, values, aggfunc, q, top_k, margins)
+        _check_leaf_count(df, index, columns, limit)
+        return pandas_cell_stats(df, index, columns, values, aggfunc, q, top_k, margins, unit)
+    if unit is not None:
+        # Units need each unit's records together; the distributed engines aggregate per record, so the
+        # table's columns (not the whole data) are brought to the driver and counted there.
+        names = list(dict.fromkeys([*index, *columns, *(c for c in (values, unit) if c is not None)]))
+        local = _collect(df, names)
+        return _engine_stats(local, index, columns, values, aggfunc, q, top_k, margins, unit, limit)
     # Spark and Dask compute the same per-cell statistics in the cluster and return only those.
     return engine_cell_stats(df, index, columns, values, aggfunc, q, top_k, margins)
+
+
+def _check_leaf_count(df: pd.DataFrame, index: list[str], columns: list[str], limit: int) -> None:
+    """Refuse early when the leaves alone (distinct row keys x distinct column keys, a lower bound on the
+    cells) exceed the limit, before the per-cell statistics are built."""
+    keys = df[[*index, *columns]].dropna()
+    rows = len(keys[index].drop_duplicates())
+    cols = len(keys[columns].drop_duplicates()) if columns else 1
+    if rows * cols > limit:
+        raise TableTooLargeError(
+            f"the table has at least {rows * cols} cells ({rows} row keys x {cols} column keys, before "
+            f"margins); at most {limit} may be protected and released. Group categories (e.g. coarser bands "
+            "or geographies) to make a smaller table"
+        )
+
+
+def _collect(df: Any, names: list[str]) -> pd.DataFrame:
+    """A Spark or Dask DataFrame's columns ``names`` as pandas."""
+    missing = [n for n in names if n not in list(df.columns)]
+    if missing:
+        raise TableSpecError(f"column {missing[0]!r} is not in the data; columns are {sorted(df.columns)}")
+    if hasattr(df, "toPandas"):
+        return df.select(*names).toPandas()
+    if hasattr(df, "compute"):
+        return df[names].compute()
+    raise TableSpecError(
+        f"protect_table takes a pandas, Spark or Dask DataFrame, got {type(df).__name__}; convert it first"
+    )
 
 
 def _label(key: Key) -> Label:
@@ -269,6 +323,8 @@ def protect_table(
     *,
     q: float = 0.5,
     directory: str | Path | None = None,
+    unit: str | None = None,
+    max_cells: int | None = None,
 ) -> ProtectedTable:
     """Build a table from microdata and apply statistical disclosure control.
 
@@ -282,13 +338,21 @@ def protect_table(
         margins: publish row/column totals (and hierarchical subtotals).
         q: the quantile for ``aggfunc="quantile"``.
         directory: profiles directory when ``rules`` names a profile.
+        unit: column of the unit id (person, business) whose distinct values are the contributors counted
+            by the threshold, dominance and p% rules (a unit's contribution is the sum of its records).
+            Defaults to the rules' ``unit`` when the data has that column; with neither, every record is a
+            contributor. The record says which was used.
+        max_cells: most cells (margins included) the table may have (default: the rules' ``max_cells``);
+            a larger table is refused before any protection work.
 
     Returns:
         The protected table with per-cell findings, attacker intervals and a record.
 
     Raises:
         TableSpecError: the table cannot be built (unknown column, unsupported aggfunc, rounding asked for a
-            statistic other than counts).
+            statistic other than counts) or the input is bad (infinite values, overflowing totals,
+            duplicated column names, categories named like the margin or printing alike).
+        TableTooLargeError: more cells than ``max_cells``.
         RulesError, ProfileNotFoundError: bad rules.
 
     Example:
@@ -306,13 +370,25 @@ def protect_table(
             f"rounding protects count tables only; aggfunc={aggfunc!r} needs mitigation='suppress'"
         )
     top_k = max(parsed.dominance_n, 2)
-    stats = _engine_stats(df, index_l, columns_l, values, aggfunc, q, top_k, margins)
+    notes: list[str] = []
+    unit_used, unit_note = _resolve_unit(df, unit, parsed)
+    if unit_note:
+        notes.append(unit_note)
+    limit = parsed.max_cells if max_cells is None else max_cells
+    stats = _engine_stats(df, index_l, columns_l, values, aggfunc, q, top_k, margins, unit_used, limit)
     _check_not_empty(stats, values)
+    n_cells = len(stats.row_keys) * len(stats.col_keys)
+    if n_cells > limit:
+        raise TableTooLargeError(
+            f"the table has {n_cells} cells ({len(stats.row_keys)} rows x {len(stats.col_keys)} columns, "
+            f"margins included); at most {limit} may be protected and released. Group categories "
+            "(e.g. coarser bands or geographies) to make a smaller table"
+        )
     structure = TableStructure(stats.row_keys, stats.col_keys)
     cell_stats = [stats.get(cell, aggfunc) for cell in structure.cells]
     structural = {(_key(r, len(index_l)), _key(c, len(columns_l))) for r, c in parsed.structural_zeros}
     verdicts = [
-        evaluate_cell(cell, s, aggfunc, parsed, cell in structural)
+        evaluate_cell(cell, s, aggfunc, parsed, cell in structural, q)
         for cell, s in zip(structure.cells, cell_stats, strict=True)
     ]
     # Equal cells share one (cached) verdict mapping, so each distinct one is summarised once.
@@ -324,7 +400,6 @@ def protect_table(
     primary = np.array(["suppress" in o for o in outcomes], dtype=bool)
     failed = any("fail" in o for o in outcomes)
     published_stat = np.array([_published_value(s, aggfunc) for s in cell_stats], dtype=float)
-    notes: list[str] = []
     if stats.dropped_rows:
         notes.append(f"{stats.dropped_rows} record(s) with a missing row or column category were left out")
     suppressed = np.zeros(structure.size, dtype=bool)
@@ -337,11 +412,14 @@ def protect_table(
                 published = controlled_round(structure, published_stat, parsed.rounding_base)
             else:
                 published = round_nearest(published_stat, parsed.rounding_base)
+                if margins:
+                    audit_nearest_rounding(structure, published_stat, published, parsed)
             notes.append(f"{parsed.rounding_method} rounding to base {parsed.rounding_base}")
         except RoundingError as err:
             failed = True
             notes.append(str(err))
             suppressed[:] = True
+            published[:] = np.nan  # neither the true nor the unsafe rounded values are shown
     elif failed:
         notes.append("a rule failed outright (see findings): nothing in this table may be published")
         suppressed[:] = True
@@ -356,7 +434,9 @@ def protect_table(
     secondary = suppressed & ~primary
     if parsed.mitigation == "suppress":
         published[suppressed] = np.nan
-    any_review = any(o & {"suppress", "review"} for o in outcomes) or bool(suppressed.any())
+    any_review = (
+        any(o & {"suppress", "review"} for o in outcomes) or bool(suppressed.any()) or unit_note is not None
+    )
     status: Status = "fail" if failed else ("review" if any_review else "pass")
     table = _to_frame(structure, published, index_l, columns_l, values, aggfunc)
     cells: dict[tuple[Label, Label], CellFinding] = {}
@@ -397,9 +477,34 @@ def protect_table(
         aggfunc=aggfunc,
         notes=notes,
         mitigation=parsed.mitigation,
-        spec={"index": index_l, "columns": columns_l, "values": values, "margins": margins, "q": q},
+        spec={
+            "index": index_l,
+            "columns": columns_l,
+            "values": values,
+            "margins": margins,
+            "q": q,
+            "unit": unit_used,
+            "contributors": "units" if unit_used is not None else "records",
+        },
         lp_solves=lp_solves,
         _aggregate_digest=digest,
+    )
+
+
+def _resolve_unit(df: Any, unit: str | None, rules: Rules) -> tuple[str | None, str | None]:
+    """The unit column to count contributors by, and a note for the record when rows are counted instead."""
+    present = [str(c) for c in getattr(df, "columns", [])]
+    if unit is not None:
+        if not isinstance(unit, str) or unit not in present:
+            raise TableSpecError(f"unit column {unit!r} is not in the data; columns are {sorted(present)}")
+        return unit, None
+    if rules.unit is None:
+        return None, None
+    if rules.unit in present:
+        return rules.unit, None
+    return None, (
+        f"the rules count contributors by unit {rules.unit!r}, which is not in the data: records were "
+        "counted instead, so a unit with several records counts several times; a checker should review"
     )
 
 
@@ -466,8 +571,11 @@ def _suppress(
             for i in np.flatnonzero(primary):
                 s = cell_stats[i]
                 if s.n >= 1 and s.top:
-                    insider[int(i)] = (s.top[0], s.total if s.n == 1 else math.inf)
-        req = Requirement(primary_width, secondary_width, insider)
+                    insider[int(i)] = (s.top[0], s.total if s.contributors == 1 else math.inf)
+        # Each side of a sensitive cell's interval must be at least its protection level (tau-Argus's upper
+        # and lower protection), not just the width: [1000, 2030] around 2000 needs 2030 >= 2000 + level.
+        side = np.where(primary & nonnegative, primary_width, 0.0)
+        req = Requirement(primary_width, secondary_width, insider, side=side)
     if not margins:
         return primary.copy(), auditor.intervals(primary), [], [], auditor.lp_solves
     result = suppress_secondary(structure, auditor, primary, req)
@@ -489,13 +597,19 @@ def _suppress(
         for j, i in result.exempt
         if j > i  # the pairs are symmetric: one note each
     ]
+    if auditor.flow_inner:
+        exempt.append(
+            f"{auditor.flow_inner} interval end(s) of this large table are reported at a bound the attacker "
+            "surely cannot narrow (inside their exact interval): exact maximum flows would cost too much; "
+            "protection judged on them is never overstated"
+        )
     return result.suppressed, intervals, notes, exempt, result.lp_solves
 
 
 def _magnitude_protection(s: CellStats, rules: Rules) -> float:
     """tau-Argus-style protection level of a sensitive magnitude cell (see module docstring)."""
     needed = rules.protection_level * abs(s.total)
-    if s.n_negative == 0 and s.top:
+    if s.n_negative == 0 and s.top:  # top: per unit when a unit column is declared
         x1 = s.top[0]
         x2 = s.top[1] if len(s.top) > 1 else 0.0
         needed = max(needed, rules.p_percent * x1 - (s.total - x1 - x2))

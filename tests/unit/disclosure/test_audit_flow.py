@@ -123,8 +123,8 @@ def test_flows_alone_equal_lp_intervals(case: tuple[np.ndarray, list[bool]]) -> 
         return
     structure, values = _table(counts)
 
-    def nothing_known(self: audit._FlowGroup, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return np.zeros(len(ks)), np.full(len(ks), np.inf)
+    def nothing_known(self: audit._FlowGroup, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.zeros(len(ks)), np.full(len(ks), np.inf), np.zeros(len(ks))
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(audit._FlowGroup, "_bounds", nothing_known)

@@ -40,10 +40,18 @@ def test_multiples_of_the_base_are_left_alone() -> None:
     )
 
 
-def test_nearest_rounding_rounds_each_cell_and_can_break_additivity() -> None:
+def test_nearest_rounding_that_breaks_additivity_is_audited_and_refused() -> None:
     df = table_from_counts([[3, 3, 3], [3, 3, 3]], "ab", "xyz")
     result = protect_table(df, "r", "c", rules={"mitigation": "round", "rounding_method": "nearest"})
-    assert result.table.loc["a", "x"] == 5 and result.table.loc["a", MARGIN] == 10  # 9 -> 10, but 5+5+5 = 15
+    # 3 -> 5 each but 9 -> 10: three cells of at least 3 adding to at most 12 are each at most 6, narrower
+    # than the rounding's own [3, 7]; the table is refused rather than published.
+    assert result.status == "fail" and result.table.isna().all().all()
+
+
+def test_nearest_rounding_passes_when_the_margins_give_nothing_back() -> None:
+    df = table_from_counts([[10, 20], [15, 25]], "ab", "xy")
+    result = protect_table(df, "r", "c", rules={"mitigation": "round", "rounding_method": "nearest"})
+    assert result.status == "pass" and result.table.loc["a", MARGIN] == 30
     assert list(round_nearest(np.array([2.0, 2.5, 7.4, 12.5]), 5)) == [0, 5, 5, 15]
 
 

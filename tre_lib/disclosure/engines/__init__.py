@@ -12,8 +12,9 @@ this package holds the distributed ones:
   contributions, evaluated in a single ``dask.compute``; the client receives one row per cell.
 
 A *contributor* means the same on every engine: one record (row) with a non-missing value (every record, for
-a count table without a value column). Records are not combined by a unit identifier first; aggregate to one
-row per unit before calling ``protect_table`` if several rows belong to one person or business.
+a count table without a value column). With a unit column (``protect_table(unit=...)`` or the rules'
+``unit``), contributors are distinct units; the engines here aggregate per record, so ``protect_table``
+then brings only the table's columns to the driver and counts units with the pandas engine.
 
 The optional engines are imported lazily, so pandas-only installations never import pyspark or dask.
 """

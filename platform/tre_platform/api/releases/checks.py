@@ -132,6 +132,8 @@ def strictest(rules: Sequence[Rules]) -> Rules:
         rounding_base=max(r.rounding_base for r in rules),
         rounding_method="controlled" if any(r.rounding_method == "controlled" for r in rules) else "nearest",
         min_residual_df=max(r.min_residual_df for r in rules),
+        unit=min((r.unit for r in rules if r.unit), default=None),
+        max_cells=min(r.max_cells for r in rules),
         structural_zeros=tuple(sorted(structural, key=repr)),
         **choices,
     )
@@ -217,6 +219,8 @@ def check_table(
             rules=rules,
             margins=spec.margins,
             q=spec.q,
+            unit=rules.unit if rules.unit in frame.columns else None,
+            max_cells=min(rules.max_cells, policy.max_table_cells),
         )
     except (SpecError, DisclosureError, ValueError, KeyError, TypeError) as exc:
         lead = [source.description] if source is not None and source.description else []
@@ -262,7 +266,13 @@ def check_regression_output(
     """Refit the model on ``data``, check its residual degrees of freedom, compare the coefficients."""
     try:
         result, fit_warnings = fit_regression(data, spec)
-        check = check_regression(result, rules)
+        labels = getattr(getattr(result.model, "data", None), "row_labels", None)
+        units = (
+            data[rules.unit].loc[labels].to_numpy()
+            if rules.unit in data.columns and labels is not None
+            else None
+        )
+        check = check_regression(result, rules, units=units)
     except (SpecError, DisclosureError, ValueError, KeyError, TypeError) as exc:
         return _result("fail", [f"the server could not refit the declared model: {exc}"])
     findings = [*check.reasons, *(f"warning while fitting: {w}" for w in fit_warnings)]
