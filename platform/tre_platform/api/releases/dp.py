@@ -50,10 +50,10 @@ def view_dataset(session: Session, project: Project, view: str) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas
-        return [{k: _jsonable(v) for k, v in row.items()} for row in value.to_dict(orient="records")]
     if hasattr(value, "to_dicts"):  # polars
         return [{k: _jsonable(v) for k, v in row.items()} for row in value.to_dicts()]
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):  # pandas
+        return [{k: _jsonable(v) for k, v in row.items()} for row in value.to_dict(orient="records")]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     item = getattr(value, "item", None)
