@@ -806,6 +806,10 @@ class UnitTable:
     values: str | None = None
     tolerance: tuple[float, float] = (0.0, 0.0)
     universe: str = ""
+    #: Some unit has several rows (then groups are sized in units, not rows).
+    multi_row: bool = False
+    #: Digest of ``keys`` (tables with equal digests cover the same rows); computed when empty.
+    population: bytes = b""
 
     @functools.cached_property
     def n_leaves(self) -> int:
@@ -815,14 +819,7 @@ class UnitTable:
     @functools.cached_property
     def keys_digest(self) -> bytes:
         """Digest of the rows covered (equal digests: the same population)."""
-        import hashlib
-
-        return hashlib.blake2b(np.ascontiguousarray(self.keys).tobytes(), digest_size=16).digest()
-
-    @functools.cached_property
-    def multi_row(self) -> bool:
-        """Some unit has several rows (then groups are sized in units, not rows)."""
-        return len(np.unique(self.unit)) < len(self.unit)
+        return self.population or _digest(self.keys)
 
     @functools.cached_property
     def published_leaves(self) -> frozenset[int]:
@@ -889,6 +886,8 @@ class UnitTable:
             values=values,
             tolerance=record.tolerance,
             universe=universe,
+            multi_row=bool(len(np.unique(unit)) < len(unit)),
+            population=_digest(keys),
         )
 
     def to_bytes(self) -> bytes:
@@ -901,6 +900,8 @@ class UnitTable:
             "values": self.values,
             "tolerance": list(self.tolerance),
             "universe": self.universe,
+            "multi_row": self.multi_row,
+            "population": self.keys_digest.hex(),
             "cells": [[list(_plain(x) for x in labels), value] for labels, _leaves, value in self.cells],
         }
         lengths = np.asarray([len(leaves) for _l, leaves, _v in self.cells], dtype=np.int64)
@@ -946,7 +947,15 @@ class UnitTable:
             values=meta["values"],
             tolerance=(float(meta["tolerance"][0]), float(meta["tolerance"][1])),
             universe=meta["universe"],
+            multi_row=bool(meta.get("multi_row", len(np.unique(unit)) < len(unit))),
+            population=bytes.fromhex(meta.get("population", "")),
         )
+
+
+def _digest(keys: np.ndarray) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(keys).tobytes(), digest_size=16).digest()
 
 
 def _group_codes(frame: Any, dims: list[str]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
@@ -1169,7 +1178,7 @@ def check_unit_differencing(
        rounding as published): narrower than the required width is a finding. For magnitude tables (sum,
        mean of the same column) an entry is a finding when its total is a linear combination of published
        cells.
-    3. with ``joint`` and 3..:data:`MAX_JOINT_TABLES` + 1 count tables, the LP over all of them at once
+    3. with ``joint`` and 2..:data:`MAX_JOINT_TABLES` + 1 count tables, the LP over all of them at once
        (atoms: rows with the same leaf in every table; only non-empty atoms, i.e. the attacker is assumed
        to know the data's support, which can only over-report), so combinations of three or more tables
        are caught too.
@@ -1194,7 +1203,7 @@ def check_unit_differencing(
         if statistic == "count":
             same.append(past)
         findings += _check_pair(new, past, statistic, threshold, required)
-    if joint and not findings and 2 <= len(same) <= MAX_JOINT_TABLES:
+    if joint and not findings and 1 <= len(same) <= MAX_JOINT_TABLES:
         findings += _check_joint([new, *same], threshold, required)
     return findings
 
