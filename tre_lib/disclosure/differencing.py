@@ -55,6 +55,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import uuid
@@ -736,6 +737,671 @@ def _sort_key(label: Label) -> tuple[int, str, Any]:
     return (0 if isinstance(label, int | float) else 1, type(label).__name__, label)
 
 
+# ------------------------------------------------------------------ differencing by unit incidence
+#: Above this many past tables in one universe the combined (all-tables) LP is not attempted; every pair
+#: (new table, past table) is still checked exactly.
+MAX_JOINT_TABLES = 24
+#: Above this many small groups left after the quick exits the combined LP is not attempted.
+MAX_JOINT_CANDIDATES = 2_000
+MAGNITUDE_AGGFUNCS = ("sum", "mean")
+
+
+def element_keys(units: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Stable 64-bit keys for the rows of a view and for their units.
+
+    A row's key is its unit's id with the row's rank among that unit's rows (in the view's order), so the
+    same row gets the same key in every table computed from the same view, whatever the filters.
+
+    Args:
+        units: the unit id of each row (the view's pseudonymous index id), in the view's row order.
+
+    Returns:
+        ``(row_keys, unit_keys)``, both ``uint64`` arrays aligned with ``units``.
+    """
+    import hashlib
+
+    def h(text: str) -> int:
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+    seen: dict[str, int] = {}
+    rows = np.empty(len(units), dtype=np.uint64)
+    unit_keys = np.empty(len(units), dtype=np.uint64)
+    for k, unit in enumerate(units):
+        text = str(unit)
+        rank = seen.get(text, 0)
+        seen[text] = rank + 1
+        unit_keys[k] = h(text)
+        rows[k] = h(f"{text}\x1f{rank}")
+    return rows, unit_keys
+
+
+@dataclass(frozen=True)
+class UnitTable:
+    """A published table with the rows (and units) each of its cells holds: the server's incidence record.
+
+    The server recomputes every table from the view, so it knows, for every row of the view, which leaf
+    cell (finest cell, no margin) of the table holds it. Published cells (margins included) are sums of
+    leaves. Comparing two tables by their rows, not their labels, relates them whatever the labels say:
+    recodes, merged bands, nested geographies, filters.
+
+    Attributes:
+        table_id: id in the ledger (release id, or the staged file's id while in flight).
+        keys: sorted ``uint64`` keys of the rows the table covers (after its filters).
+        leaf: for each key, the index of the leaf cell holding that row.
+        unit: for each key, its unit's ``uint64`` key.
+        cells: every published cell: ``(labels, leaf indices, value or None when suppressed)``.
+        aggfunc: the statistic published.
+        values: the measured column of a magnitude table.
+        tolerance: ``(below, above)`` of every published value (rounding).
+        universe: the data the rows come from (the view's source dataset and project): tables of different
+            universes are never compared.
+    """
+
+    table_id: str
+    keys: np.ndarray
+    leaf: np.ndarray
+    unit: np.ndarray
+    cells: tuple[tuple[tuple[Any, ...], np.ndarray, float | None], ...]
+    aggfunc: str = "count"
+    values: str | None = None
+    tolerance: tuple[float, float] = (0.0, 0.0)
+    universe: str = ""
+    #: Some unit has several rows (then groups are sized in units, not rows).
+    multi_row: bool = False
+    #: Digest of ``keys`` (tables with equal digests cover the same rows); computed when empty.
+    population: bytes = b""
+
+    @functools.cached_property
+    def n_leaves(self) -> int:
+        """Leaf cells holding at least one row."""
+        return int(self.leaf.max()) + 1 if self.leaf.size else 0
+
+    @functools.cached_property
+    def keys_digest(self) -> bytes:
+        """Digest of the rows covered (equal digests: the same population)."""
+        return self.population or _digest(self.keys)
+
+    @functools.cached_property
+    def published_leaves(self) -> frozenset[int]:
+        """Leaves published on their own (as one cell, not suppressed)."""
+        return frozenset(
+            int(leaves[0]) for _l, leaves, value in self.cells if value is not None and len(leaves) == 1
+        )
+
+    @classmethod
+    def from_frame(
+        cls,
+        table_id: str,
+        protected: ProtectedTable,
+        frame: Any,
+        row_keys: np.ndarray,
+        unit_keys: np.ndarray,
+        *,
+        universe: str,
+        values: str | None = None,
+        hidden: Iterable[tuple[Any, ...]] = (),
+    ) -> UnitTable:
+        """The incidence record of ``protected`` computed on ``frame`` (the filtered view rows).
+
+        Args:
+            table_id: id of the table.
+            protected: the server's protected table.
+            frame: the rows the table was computed from (pandas), aligned with ``row_keys``/``unit_keys``.
+            row_keys: :func:`element_keys` of those rows.
+            unit_keys: their units' keys.
+            universe: the data the rows come from.
+            values: the measured column of a magnitude table.
+            hidden: labels of cells the submission suppressed beyond the rules (published as suppressed).
+        """
+        record = ReleasedTable.from_protected(protected, ReleaseScope("", universe), release_id=table_id)
+        dims = list(record.dimensions)
+        if dims:
+            codes, uniques = _group_codes(frame, dims)
+        else:
+            codes, uniques = np.zeros(len(frame), dtype=np.int64), [()]
+        keep = codes >= 0
+        order = np.argsort(row_keys[keep], kind="stable")
+        keys = row_keys[keep][order]
+        leaf = codes[keep][order].astype(np.int32)
+        unit = unit_keys[keep][order]
+        by_text = {tuple(str(x) for x in labels): k for k, labels in enumerate(uniques)}
+        hidden_set = {tuple(str(x) for x in labels) for labels in hidden}
+        cells = []
+        for cell in record.cells:
+            text = tuple(str(x) for x in cell.labels)
+            leaves = [
+                k
+                for labels, k in by_text.items()
+                if all(t in (MARGIN, v) for t, v in zip(text, labels, strict=True))
+            ]
+            value = None if text in hidden_set else cell.value
+            cells.append((tuple(cell.labels), np.asarray(sorted(leaves), dtype=np.int32), value))
+        return cls(
+            table_id=table_id,
+            keys=keys,
+            leaf=leaf,
+            unit=unit,
+            cells=tuple(cells),
+            aggfunc=record.aggfunc,
+            values=values,
+            tolerance=record.tolerance,
+            universe=universe,
+            multi_row=bool(len(np.unique(unit)) < len(unit)),
+            population=_digest(keys),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Compact serialisation (numpy ``.npz``), for the ledger's blob store."""
+        import io
+
+        meta = {
+            "table_id": self.table_id,
+            "aggfunc": self.aggfunc,
+            "values": self.values,
+            "tolerance": list(self.tolerance),
+            "universe": self.universe,
+            "multi_row": self.multi_row,
+            "population": self.keys_digest.hex(),
+            "cells": [[list(_plain(x) for x in labels), value] for labels, _leaves, value in self.cells],
+        }
+        lengths = np.asarray([len(leaves) for _l, leaves, _v in self.cells], dtype=np.int64)
+        flat = (
+            np.concatenate([leaves for _l, leaves, _v in self.cells])
+            if self.cells
+            else np.zeros(0, dtype=np.int32)
+        )
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            keys=self.keys,
+            leaf=self.leaf,
+            unit=self.unit,
+            lengths=lengths,
+            flat=flat.astype(np.int32),
+            meta=np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UnitTable:
+        """Inverse of :meth:`to_bytes`."""
+        import io
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            lengths = z["lengths"]
+            flat = z["flat"]
+            keys, leaf, unit = z["keys"], z["leaf"], z["unit"]
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        cells = tuple(
+            (tuple(labels), flat[bounds[k] : bounds[k + 1]], value)
+            for k, (labels, value) in enumerate(meta["cells"])
+        )
+        return cls(
+            table_id=meta["table_id"],
+            keys=keys,
+            leaf=leaf,
+            unit=unit,
+            cells=cells,
+            aggfunc=meta["aggfunc"],
+            values=meta["values"],
+            tolerance=(float(meta["tolerance"][0]), float(meta["tolerance"][1])),
+            universe=meta["universe"],
+            multi_row=bool(meta.get("multi_row", len(np.unique(unit)) < len(unit))),
+            population=bytes.fromhex(meta.get("population", "")),
+        )
+
+
+def _digest(keys: np.ndarray) -> bytes:
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(keys).tobytes(), digest_size=16).digest()
+
+
+def _group_codes(frame: Any, dims: list[str]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+    """Leaf code of every row (-1 where a dimension is missing) and the leaves' labels."""
+    codes = frame.groupby(dims, sort=False, dropna=True, observed=True).ngroup().to_numpy(dtype=np.int64)
+    valid = np.flatnonzero(codes >= 0)
+    _, first = np.unique(codes[valid], return_index=True)
+    subset = frame[dims]
+    labels = [tuple(_plain(x) for x in subset.iloc[int(p)]) for p in valid[first]]
+    return codes, labels
+
+
+@dataclass(frozen=True)
+class UnitFinding:
+    """A small group of units that the new table and earlier tables isolate together.
+
+    Attributes:
+        tables: ids of the tables combined (the new one first).
+        cells: per table, the labels of its cell(s) holding the group.
+        rows: how many rows the group holds; units: how many distinct units.
+        interval: the attacker's interval for the group's count (counts), or ``(s, s)`` for an exactly
+            recoverable magnitude.
+        statistic: ``count`` or the magnitude statistic.
+        message: a sentence for the output checker.
+    """
+
+    tables: tuple[str, ...]
+    cells: tuple[tuple[str, tuple[Any, ...]], ...]
+    rows: int
+    units: int
+    interval: tuple[float, float]
+    statistic: str
+    message: str
+    kind: Literal["recoverable", "not_checked"] = "recoverable"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "kind": self.kind,
+            "method": "unit incidence",
+            "tables": list(self.tables),
+            "cells": [[tid, list(labels)] for tid, labels in self.cells],
+            "rows": self.rows,
+            "units": self.units,
+            "interval": [_json_number(x) for x in self.interval],
+            "statistic": self.statistic,
+            "message": self.message,
+        }
+
+
+class _Pair:
+    """Two or more tables over one set of rows: atoms (rows no published cell tells apart) and the
+    published cells as sums of atoms."""
+
+    def __init__(self, tables: Sequence[UnitTable]) -> None:
+        self.tables = tables
+        first = tables[0].keys
+        if all(t.keys_digest == tables[0].keys_digest for t in tables[1:]):
+            self.merged = False
+            codes = [t.leaf.astype(np.int64) for t in tables]
+            unit = tables[0].unit
+        else:
+            self.merged = True
+            keys = first
+            for t in tables[1:]:
+                keys = np.union1d(keys, t.keys)
+            codes = []
+            unit = np.zeros(len(keys), dtype=np.uint64)
+            for t in tables:
+                c = np.full(len(keys), -1, dtype=np.int64)
+                pos = np.searchsorted(keys, t.keys)
+                c[pos] = t.leaf
+                unit[pos] = t.unit
+                codes.append(c)
+        self.unit = unit
+        self.sizes = [t.n_leaves + 1 for t in tables]
+        self.row_atom: np.ndarray | None
+        if len(tables) == 2:
+            # One integer per row for its pair of leaves (0: outside that table's population).
+            self._combined = (codes[0] + 1) * self.sizes[1] + (codes[1] + 1)
+            counts = np.bincount(self._combined, minlength=self.sizes[0] * self.sizes[1])
+            self.atom_ids = np.flatnonzero(counts)
+            self.atom_rows = counts[self.atom_ids]
+            self.row_atom = None
+            self.atom_leaf = [self.atom_ids // self.sizes[1] - 1, self.atom_ids % self.sizes[1] - 1]
+        else:
+            stack = np.stack(codes, axis=1)
+            unique, inverse, counts = np.unique(stack, axis=0, return_inverse=True, return_counts=True)
+            self.atom_ids = np.arange(len(unique))
+            self.atom_rows = counts
+            self.row_atom = inverse.reshape(-1)
+            self.atom_leaf = [unique[:, k] for k in range(len(tables))]
+
+    def atom_units(self, atoms: np.ndarray) -> np.ndarray:
+        """Distinct units in each of ``atoms`` (indices into the atom list)."""
+        if self.row_atom is None:
+            self.row_atom = np.searchsorted(self.atom_ids, self._combined)
+        assert self.row_atom is not None
+        out = np.zeros(len(atoms), dtype=np.int64)
+        wanted = {int(a): k for k, a in enumerate(atoms)}
+        mask = np.isin(self.row_atom, atoms)
+        for a, group in _groupby(self.row_atom[mask], self.unit[mask]):
+            out[wanted[a]] = len(np.unique(group))
+        return out
+
+    def matrix(self) -> tuple[csr_matrix, np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """Published cells x atoms, with each cell's lower and upper bounds and (table, cell) index."""
+        ri: list[np.ndarray] = []
+        ci: list[np.ndarray] = []
+        lows, highs, which = [], [], []
+        row = 0
+        for t_index, (table, leaf_of_atom) in enumerate(zip(self.tables, self.atom_leaf, strict=True)):
+            below, above = table.tolerance
+            for c_index, (_labels, leaves, value) in enumerate(table.cells):
+                if value is None:
+                    continue
+                members = np.flatnonzero(np.isin(leaf_of_atom, leaves))
+                ri.append(np.full(len(members), row))
+                ci.append(members)
+                lows.append(value - below)
+                highs.append(value + above)
+                which.append((t_index, c_index))
+                row += 1
+        data_r = np.concatenate(ri) if ri else np.zeros(0, dtype=np.int64)
+        data_c = np.concatenate(ci) if ci else np.zeros(0, dtype=np.int64)
+        matrix = csr_matrix((np.ones(len(data_r)), (data_r, data_c)), shape=(row, len(self.atom_ids)))
+        return matrix, np.asarray(lows, dtype=float), np.asarray(highs, dtype=float), which
+
+
+def _groupby(keys: np.ndarray, values: np.ndarray) -> Iterable[tuple[int, np.ndarray]]:
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    if not len(keys):
+        return
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    for start, stop in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(keys)]]), strict=True):
+        yield int(keys[start]), values[start:stop]
+
+
+def _atom_bounds(matrix: csr_matrix, lows: np.ndarray, highs: np.ndarray, atom: int) -> tuple[float, float]:
+    """The attacker's interval for one atom's count: min and max subject to every published cell."""
+    n_atoms = matrix.shape[1]
+    exact = lows == highs
+    a_eq = matrix[exact] if exact.any() else None
+    b_eq = lows[exact] if exact.any() else None
+    a_ub = b_ub = None
+    if (~exact).any():
+        from scipy.sparse import vstack
+
+        block = matrix[~exact]
+        a_ub = vstack([block, -block]).tocsr()
+        b_ub = np.concatenate([highs[~exact], -lows[~exact]])
+    in_rows = np.diff(matrix.tocsc().indptr)
+    if in_rows[atom] == 0:
+        return 0.0, math.inf
+    objective = np.zeros(n_atoms)
+    objective[atom] = 1.0
+    out: list[float] = []
+    for sign in (1.0, -1.0):
+        res = linprog(
+            sign * objective, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs"
+        )
+        if res.status == 3:
+            return (out[0] if out else 0.0), math.inf
+        if res.status != 0:
+            raise DifferencingError(f"the differencing LP did not solve ({res.message})")
+        out.append(sign * float(res.fun))
+    return float(math.ceil(out[0] - 1e-6)), float(math.floor(out[1] + 1e-6))
+
+
+def _determined(matrix: csr_matrix, atom: int) -> bool:
+    """Is the atom's indicator a linear combination of published cells (its total exactly recoverable)?"""
+    dense = matrix.toarray()
+    target = np.zeros(dense.shape[1])
+    target[atom] = 1.0
+    if not dense.shape[0]:
+        return False
+    y, *_ = np.linalg.lstsq(dense.T, target, rcond=None)
+    return bool(np.allclose(dense.T @ y, target, atol=1e-7))
+
+
+def _comparable(new: UnitTable, past: UnitTable) -> str | None:
+    """The statistic the pair is checked for, or None when the pair is not compared."""
+    if new.universe != past.universe:
+        return None
+    if new.aggfunc == "count" and past.aggfunc == "count":
+        return "count"
+    if (
+        new.aggfunc in MAGNITUDE_AGGFUNCS
+        and past.aggfunc in MAGNITUDE_AGGFUNCS
+        and new.values is not None
+        and new.values == past.values
+    ):
+        return new.aggfunc
+    return None
+
+
+def check_unit_differencing(
+    new: UnitTable,
+    others: Iterable[UnitTable],
+    rules: Rules | None = None,
+    *,
+    joint: bool = True,
+) -> list[UnitFinding]:
+    """Find groups of fewer than ``threshold`` units that ``new`` and earlier tables isolate together.
+
+    Each other table of the same universe is compared with ``new`` through the rows its cells hold
+    (:func:`_check_pair`): the crossing of the two tables' leaf cells is a two-way table whose entries are
+    the groups of rows no published cell of either table tells apart. The attacker is assumed to know
+    which entries are empty *when the labels can tell them*: an entry is a known zero when one of its
+    two leaves lies wholly inside one leaf of the other table (a nested geography, a merged band, a
+    recode, a filter's complement); every other entry may hold anything. Then
+
+    1. a quick exit gives, for every entry at once, the interval an attacker who knew *every* leaf total
+       (suppressed ones too) would get: nested leaves are pinned, the rest are Fréchet bounds on the
+       remaining two-way table. That attacker is stronger than the real one, so an entry whose interval is
+       wide enough is safe;
+    2. every remaining entry of 1..threshold-1 units gets the real attacker's LP (``linprog``/HiGHS) over
+       the possible entries, constrained by the published cells of both tables (margins, suppression and
+       rounding as published): narrower than the required width is a finding. For magnitude tables (sum,
+       mean of the same column) an entry is a finding when its total is a linear combination of published
+       cells.
+    3. with ``joint`` and 2..:data:`MAX_JOINT_TABLES` + 1 count tables, the LP over all of them at once
+       (atoms: rows with the same leaf in every table; only non-empty atoms, i.e. the attacker is assumed
+       to know the data's support, which can only over-report), so combinations of three or more tables
+       are caught too.
+
+    Args:
+        new: the table to release.
+        others: released and in-flight tables (other universes are skipped).
+        rules: threshold and protection level (default rules when omitted).
+        joint: also run the all-tables LP when it is small enough.
+
+    Returns:
+        The findings; empty when no small group is recoverable.
+    """
+    rules = rules or Rules()
+    threshold, required = rules.threshold, float(rules.required_count_width)
+    findings: list[UnitFinding] = []
+    same: list[UnitTable] = []
+    for past in others:
+        statistic = _comparable(new, past)
+        if statistic is None:
+            continue
+        if statistic == "count":
+            same.append(past)
+        findings += _check_pair(new, past, statistic, threshold, required)
+    if joint and not findings and 1 <= len(same) <= MAX_JOINT_TABLES:
+        findings += _check_joint([new, *same], threshold, required)
+    return findings
+
+
+def _check_pair(
+    new: UnitTable, past: UnitTable, statistic: str, threshold: int, required: float
+) -> list[UnitFinding]:
+    pair = _Pair([new, past])
+    n_rows, n_cols = pair.sizes
+    x = np.zeros((n_rows, n_cols), dtype=np.int64)
+    x[pair.atom_leaf[0] + 1, pair.atom_leaf[1] + 1] = pair.atom_rows
+    x[0, 0] = 0
+    nz = x > 0
+    small = nz & (x < max(threshold, 1))
+    multi_row = (
+        new.multi_row or past.multi_row or (pair.merged and len(np.unique(pair.unit)) < len(pair.unit))
+    )
+    if not small.any() and not multi_row:
+        return []
+    used_rows, used_cols = nz.any(axis=1), nz.any(axis=0)
+    nested_rows = nz.sum(axis=1) == 1
+    nested_cols = nz.sum(axis=0) == 1
+    block_rows = used_rows & ~nested_rows
+    block_cols = used_cols & ~nested_cols
+    in_block = block_rows[:, None] & block_cols[None, :]
+    # The stronger attacker's interval of every entry (all leaf totals known).
+    r = (x * block_cols[None, :]).sum(axis=1)[:, None]
+    c = (x * block_rows[:, None]).sum(axis=0)[None, :]
+    total = float(r[block_rows].sum())
+    if statistic == "count":
+        width = np.where(in_block, np.minimum(r, c) - np.maximum(0, r + c - total), 0.0)
+        enough = required
+    else:
+        # A magnitude entry of a block with two rows and two columns or more is never determined.
+        several = float(block_rows.sum() >= 2 and block_cols.sum() >= 2)
+        width = np.where(in_block, several, 0.0)
+        enough = 1.0
+    # An entry that is all of a published leaf was published by design (and checked as such).
+    whole_rows = nested_rows.copy()
+    whole_rows[1:] &= _leaf_mask(new.published_leaves, n_rows - 1)
+    whole_rows[0] = False
+    whole_cols = nested_cols.copy()
+    whole_cols[1:] &= _leaf_mask(past.published_leaves, n_cols - 1)
+    whole_cols[0] = False
+    candidates_mask = (nz if multi_row else small) & (width < enough)
+    candidates_mask[whole_rows, :] = False
+    candidates_mask[:, whole_cols] = False
+    entries = np.argwhere(candidates_mask)
+    if not len(entries):
+        return []
+    possible = nz | in_block
+    possible[0, 0] = False
+    variables = np.argwhere(possible)
+    index = {(int(i), int(j)): k for k, (i, j) in enumerate(variables)}
+    matrix, lows, highs = _pair_matrix(new, past, variables)
+    unit_counts = _entry_units(pair, entries)
+    findings = []
+    for (a, b), n_units in zip(entries.tolist(), unit_counts, strict=True):
+        if n_units == 0 or n_units >= threshold:
+            continue
+        k = index[(a, b)]
+        if statistic == "count":
+            lo, hi = _atom_bounds(matrix, lows, highs, k)
+            if not (hi - lo < required - 1e-9 and hi > 0 and lo < threshold):
+                continue
+        else:
+            if not _determined(matrix, k):
+                continue
+            lo = hi = float(x[a, b])
+        findings.append(
+            _finding([new, past], [a - 1, b - 1], int(x[a, b]), n_units, (lo, hi), statistic, threshold)
+        )
+    return findings
+
+
+def _leaf_mask(leaves: frozenset[int], n: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    if leaves:
+        mask[np.fromiter(leaves, dtype=np.int64)] = True
+    return mask
+
+
+def _pair_matrix(
+    new: UnitTable, past: UnitTable, variables: np.ndarray
+) -> tuple[csr_matrix, np.ndarray, np.ndarray]:
+    """Published cells of both tables (rows) over the possible entries (columns) of their crossing."""
+    ri: list[np.ndarray] = []
+    ci: list[np.ndarray] = []
+    lows: list[float] = []
+    highs: list[float] = []
+    row = 0
+    for axis, table in ((0, new), (1, past)):
+        leaf_of_var = variables[:, axis] - 1
+        below, above = table.tolerance
+        for _labels, leaves, value in table.cells:
+            if value is None:
+                continue
+            members = np.flatnonzero(np.isin(leaf_of_var, leaves))
+            ri.append(np.full(len(members), row))
+            ci.append(members)
+            lows.append(value - below)
+            highs.append(value + above)
+            row += 1
+    rr = np.concatenate(ri) if ri else np.zeros(0, dtype=np.int64)
+    cc = np.concatenate(ci) if ci else np.zeros(0, dtype=np.int64)
+    matrix = csr_matrix((np.ones(len(rr)), (rr, cc)), shape=(row, len(variables)))
+    return matrix, np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
+
+
+def _entry_units(pair: _Pair, entries: np.ndarray) -> list[int]:
+    """Distinct units of each (new leaf + 1, past leaf + 1) entry."""
+    codes = (entries[:, 0] * pair.sizes[1] + entries[:, 1]).astype(np.int64)
+    atoms = np.searchsorted(pair.atom_ids, codes)
+    return pair.atom_units(atoms).tolist()
+
+
+def _finding(
+    tables: Sequence[UnitTable],
+    leaves: Sequence[int],
+    rows: int,
+    units: int,
+    interval: tuple[float, float],
+    statistic: str,
+    threshold: int,
+) -> UnitFinding:
+    cells = []
+    for table, leaf in zip(tables, leaves, strict=True):
+        labels = next(
+            (lab for lab, members, _v in table.cells if len(members) == 1 and int(members[0]) == leaf),
+            ("<outside the table>",) if leaf < 0 else (),
+        )
+        cells.append((table.table_id, tuple(labels)))
+    others = ", ".join(tid for tid, _ in cells[1:])
+    where = "; ".join(f"{tid}: {list(labels)}" for tid, labels in cells)
+    what = "count" if statistic == "count" else f"{statistic} of {tables[0].values}"
+    lo, hi = interval
+    return UnitFinding(
+        tables=tuple(t.table_id for t in tables),
+        cells=tuple(cells),
+        rows=rows,
+        units=units,
+        interval=interval,
+        statistic=statistic,
+        message=(
+            f"combined with {others}, this table isolates a group of {units} unit(s) ({where}) whose "
+            f"{what} an attacker can bound to [{lo:g}, {hi:g}], below the threshold of {threshold}: the "
+            "tables differ by a small group, whatever their labels"
+        ),
+    )
+
+
+def _check_joint(tables: Sequence[UnitTable], threshold: int, required: float) -> list[UnitFinding]:
+    """The LP over several tables at once (atoms: rows with the same leaf in every table)."""
+    group = _Pair(tables)
+    outside = np.all(np.stack([leaf < 0 for leaf in group.atom_leaf]), axis=0)
+    inside = np.flatnonzero(~outside)
+    units = group.atom_units(inside)
+    small = inside[(units >= 1) & (units < threshold)]
+    whole: set[int] = set()
+    for table, leaf_of_atom in zip(tables, group.atom_leaf, strict=True):
+        atoms_in_leaf = np.bincount(leaf_of_atom[leaf_of_atom >= 0], minlength=table.n_leaves)
+        published = table.published_leaves
+        for a in small.tolist():
+            leaf = int(leaf_of_atom[a])
+            if leaf >= 0 and leaf in published and atoms_in_leaf[leaf] == 1:
+                whole.add(a)
+    candidates = [a for a in small.tolist() if a not in whole]
+    if not candidates:
+        return []
+    if len(candidates) > MAX_JOINT_CANDIDATES:
+        return [
+            UnitFinding(
+                tables=tuple(t.table_id for t in tables),
+                cells=(),
+                rows=0,
+                units=0,
+                interval=(0.0, math.inf),
+                statistic="count",
+                kind="not_checked",
+                message=(
+                    f"together with {len(tables) - 1} other tables of this view this table leaves "
+                    f"{len(candidates)} small groups, more than the {MAX_JOINT_CANDIDATES} the combined "
+                    "check solves; an output checker must judge the combination"
+                ),
+            )
+        ]
+    matrix, lows, highs, _which = group.matrix()
+    unit_of = dict(zip(inside.tolist(), units.tolist(), strict=True))
+    for a in candidates:
+        lo, hi = _atom_bounds(matrix, lows, highs, a)
+        if hi - lo < required - 1e-9 and hi > 0 and lo < threshold:
+            leaves = [int(leaf[a]) for leaf in group.atom_leaf]
+            return [
+                _finding(tables, leaves, int(group.atom_rows[a]), unit_of[a], (lo, hi), "count", threshold)
+            ]
+    return []
+
+
 __all__ = [
     "OTHER",
     "CategoryFilter",
@@ -746,5 +1412,9 @@ __all__ = [
     "ReleaseLedger",
     "ReleaseScope",
     "ReleasedTable",
+    "UnitFinding",
+    "UnitTable",
     "check_differencing",
+    "check_unit_differencing",
+    "element_keys",
 ]

@@ -52,6 +52,8 @@ class StagedOutput:
     description: str = ""
     #: The local pre-check (ProtectedTable or RegressionCheck), shown to the researcher only.
     result: ProtectedTable | RegressionCheck | None = None
+    #: For a ``dp`` output: the id of the server's stored DP result it refers to.
+    dp_result_id: str | None = None
 
     @property
     def local_status(self) -> str | None:
@@ -121,6 +123,65 @@ class Airlock:
             "description": description,
         }
         return self._call("POST", f"/projects/{self.project_id}/privacy-budget/charges", json=body)
+
+    def dp_query(
+        self,
+        view: str,
+        statistic: str,
+        epsilon: float,
+        *,
+        column: str | None = None,
+        bounds: tuple[float, float] | None = None,
+        q: float | None = None,
+        categories: Sequence[Any] | None = None,
+        delta: float | None = None,
+        description: str = "",
+    ) -> dict[str, Any]:
+        """Ask the server for a differentially private statistic of a project view.
+
+        The server runs the same OpenDP mechanism as :mod:`tre_lib.privacy` on the view as it holds it,
+        debits the project's and the dataset's budget in the same transaction as it stores the noisy
+        result, and returns it (``result["value"]``, ``result["accuracy"]``, ``id``). Only such a stored
+        result counts as differentially private at release: attach it with :meth:`dp_output`. What
+        ``tre_lib.privacy`` computes in the notebook is a local preview.
+
+        Raises:
+            AirlockError: 403 ``budget_exceeded`` when over budget (nothing charged), 422 for a bad query.
+
+        Example:
+            >>> r = airlock.dp_query("hes", "count", epsilon=0.5)
+            >>> airlock.dp_output(r["id"], "admissions-count.json")
+        """
+        body: dict[str, Any] = {"view": view, "statistic": statistic, "epsilon": epsilon}
+        optional = {
+            "column": column,
+            "bounds": list(bounds) if bounds is not None else None,
+            "q": q,
+            "categories": list(categories) if categories is not None else None,
+            "delta": delta,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if description:
+            body["description"] = description
+        result: dict[str, Any] = self._call("POST", f"/projects/{self.project_id}/dp-queries", json=body)
+        return result
+
+    def dp_output(self, dp_result_id: str, name: str, *, description: str = "") -> StagedOutput:
+        """Stage a server-computed DP result (by reference) for the next release request."""
+        return self._stage(StagedOutput(name, "dp", b"", description=description, dp_result_id=dp_result_id))
+
+    def request_exception(self, request_id: str, file_id: str, justification: str) -> dict[str, Any]:
+        """Ask for an exception to a failed finding of one output, with a written justification.
+
+        Both output checkers must approve the request to grant it; the exception is audited and appears
+        in the release's disclosure-control record.
+        """
+        result: dict[str, Any] = self._call(
+            "POST",
+            f"/releases/{request_id}/files/{file_id}/exception",
+            json={"justification": justification},
+        )
+        return result
 
     # Building outputs -------------------------------------------------------------------------------
 
@@ -245,6 +306,13 @@ class Airlock:
             json={"project_id": self.project_id, "title": title, "justification": justification},
         )
         for output in self.staged:
+            if output.dp_result_id is not None:
+                self._call(
+                    "POST",
+                    f"/releases/{request['id']}/dp-results",
+                    json={"dp_result_id": output.dp_result_id, "name": output.name},
+                )
+                continue
             form: dict[str, str] = {
                 "name": output.name,
                 "kind": output.kind,

@@ -98,7 +98,7 @@ def test_the_system_moves_a_submitted_request_to_review_when_its_checks_are_stor
     assert ("release.submit", "draft", "submitted", "rita") in moves
     assert ("release.check", "submitted", "in_review", "airlock") in moves
     checked = next(e for e in events if e.action == "release.checked")
-    assert checked.details["status"] == "pass"
+    assert checked.details["status"] == "review"  # uploaded data, no view: at most review
 
 
 def test_only_the_system_may_perform_the_check_transition(airlock: Airlock, session: Session) -> None:

@@ -156,7 +156,7 @@ def test_the_release_notebook_submits_a_protected_table_to_the_airlock(
 def test_the_privacy_notebook_charges_the_ledger_and_is_refused_over_budget(
     airlock_workspace: ControlPlane, session: Session, tmp_path: Path
 ) -> None:
-    from tre_platform.api.releases.models import PrivacyLedgerEntry
+    from tre_platform.api.releases.models import DPQueryResult, PrivacyLedgerEntry
 
     notebook = run_notebook("04_differential_privacy.ipynb", tmp_path)
     text = output_text(notebook)
@@ -171,3 +171,8 @@ def test_the_privacy_notebook_charges_the_ledger_and_is_refused_over_budget(
     assert sorted(e.scope_kind for e in entries) == ["dataset", "dataset", "project", "project"]
     assert 0 < sum(e.epsilon for e in entries if e.scope_kind == "project") <= 0.2 + 1e-9
     assert all(e.actor for e in entries)
+    # The server answered both queries on the view and kept their results (what a release attaches).
+    results = session.scalars(
+        select(DPQueryResult).where(DPQueryResult.project_id == airlock_workspace.project_id)
+    ).all()
+    assert sorted(r.query["statistic"] for r in results) == ["histogram", "mean"]

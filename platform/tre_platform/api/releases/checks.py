@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tre_lib.disclosure import DisclosureError, Rules, check_regression, load_profile, protect_table
-from tre_lib.disclosure.differencing import ReleaseScope
+from tre_lib.disclosure.differencing import ReleaseScope, UnitTable
 from tre_lib.outputs.specs import (
     RegressionSpec,
     SpecError,
@@ -43,7 +43,12 @@ from tre_lib.outputs.specs import (
 from tre_platform.api.agreements.models import DataSharingAgreement
 from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.projects.models import Project
-from tre_platform.api.releases.differencing import differencing_findings, release_record
+from tre_platform.api.releases.differencing import (
+    Incidence,
+    differencing_findings,
+    release_record,
+    unit_findings,
+)
 from tre_platform.api.releases.files import FilePolicy
 from tre_platform.api.releases.models import FileKind, ReleaseFile
 from tre_platform.clock import clock
@@ -189,6 +194,13 @@ class DataSource:
         return {**dataclasses.asdict(self), "recomputed_from_source": self.recomputed}
 
 
+#: Why a table that the server could not recompute from a project view is never passed automatically.
+NO_VIEW_REASON = (
+    "not recomputed from a project view: the numbers come from data the researcher uploaded, which the "
+    "server cannot verify, so this output can at most be 'review' - an output checker must decide"
+)
+
+
 def _result(status: str, findings: list[str], **extra: Any) -> dict[str, Any]:
     return {"status": status, "findings": findings, **extra}
 
@@ -201,11 +213,14 @@ def check_table(
     policy: FilePolicy,
     past: tuple[Session, ReleaseScope] | None = None,
     source: DataSource | None = None,
+    incidence: Incidence | None = None,
 ) -> dict[str, Any]:
     """Re-compute the table from ``data``, protect it with ``rules``, compare the submitted table, and
     (given ``past``: the session and the table's scope) check differencing against earlier releases.
 
     ``source`` says where ``data`` came from; its sentence leads the findings and goes into the record.
+    ``incidence`` (a table recomputed from a view) adds differencing by units against every table in
+    ``incidence.others``; the new table's incidence record is returned under ``_unit_table``.
     """
     try:
         submitted = read_table_csv(content, spec)
@@ -249,6 +264,27 @@ def check_table(
         status = worst(status, d_status)
         findings += d_findings
         extra["differencing"] = {"status": d_status, "findings": d_data, "record": record.as_dict()}
+    if incidence is not None:
+        unit_table = UnitTable.from_frame(
+            incidence.table_id,
+            protected,
+            frame,
+            incidence.row_keys[frame.index.to_numpy()],
+            incidence.unit_keys[frame.index.to_numpy()],
+            universe=incidence.universe,
+            values=spec.values,
+            hidden=[(*r, *c) for r, c in comparison.more_suppressed],
+        )
+        u_status, u_findings, u_data = unit_findings(unit_table, incidence.others, rules)
+        status = worst(status, u_status)
+        findings += u_findings
+        extra.setdefault("differencing", {})["by_units"] = {
+            "status": u_status,
+            "findings": u_data,
+            "compared_with": len(incidence.others),
+            "method": "unit incidence (ADR 0014)",
+        }
+        extra["_unit_table"] = unit_table
     if source is not None and source.recomputed and not comparison.ok:
         findings.append(
             "the submitted table differs from the same computation on the project's view: what was "
@@ -302,24 +338,39 @@ def check_file(
     policy: FilePolicy,
     past: tuple[Session, ReleaseScope] | None = None,
     source: DataSource | None = None,
+    incidence: Incidence | None = None,
 ) -> dict[str, Any]:
     """The server's findings on one output (``status`` pass | review | fail, ``findings``, ``record``)."""
     if file.kind in (FileKind.figure, FileKind.text):
         return _result(
-            "review", [f"{file.kind.value} outputs have no automated check: an output checker must read it"]
+            "review",
+            [
+                f"{file.kind.value} outputs have no automated check: an output checker must read it",
+                "no DP credit: a figure in a text or figure output is never treated as differentially "
+                "private (a notebook's tre_lib.privacy value is a local preview); only a DP result the "
+                "server computed and stored, attached by reference, is",
+            ],
         )
     if source is not None and source.error:
         return _result("fail", [source.description], source=source.as_dict())
     if data is None:
         return _result("fail", ["no data was submitted to re-run the declared computation on"])
     if file.kind is FileKind.table:
-        out = check_table(TableSpec.from_dict(file.spec), content, data, rules, policy, past, source)
+        out = check_table(
+            TableSpec.from_dict(file.spec), content, data, rules, policy, past, source, incidence
+        )
     else:
         out = check_regression_output(RegressionSpec.from_dict(file.spec), content, data, rules)
         if source is not None:
             out["findings"].insert(0, source.description)
             if isinstance(out.get("record"), dict):
                 out["record"]["source"] = source.as_dict()
+    if source is not None and not source.recomputed:
+        # Uploaded numbers can be padded or made up: never an automatic pass.
+        out["no_view"] = NO_VIEW_REASON
+        out["findings"].insert(0, NO_VIEW_REASON)
+        if out["status"] == "pass":
+            out["status"] = "review"
     claimed = file.client_check.get("status") if file.client_check else None
     if claimed is not None and claimed != out["status"]:
         out["findings"].append(

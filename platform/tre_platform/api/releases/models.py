@@ -83,6 +83,8 @@ class FileKind(enum.StrEnum):
     figure = "figure"
     regression = "regression"
     text = "text"
+    #: A differentially private result the server computed and stored (``DPQueryResult``), by reference.
+    dp = "dp"
 
 
 class ReviewDecision(enum.StrEnum):
@@ -169,6 +171,9 @@ class ReleaseFile(Base):
     #: The server's findings and disclosure-control record from the last submission.
     server_check: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str | None] = mapped_column(String(10), default=None)
+    #: The researcher's request for an exception to a failed finding: ``{justification, requested_at,
+    #: round}``; empty when none. Granted only by the two approvals of the round it was submitted in.
+    exception: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     request: Mapped[ReleaseRequest] = relationship(back_populates="files")
@@ -245,3 +250,27 @@ class PrivacyLedgerEntry(Base):
     #: Shared by the entries of one multi-scope charge.
     charge_id: Mapped[str] = mapped_column(String(32))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DPQueryResult(Base):
+    """A differentially private answer the server computed on a project view and charged to its budget.
+
+    Stored in the same transaction as the budget debit; a release request attaches it by reference (a
+    ``dp`` output), so a released DP figure is always this stored value, never a notebook's.
+    """
+
+    __tablename__ = "dp_query_results"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    requester_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    view: Mapped[str] = mapped_column(String(200))
+    dataset_id: Mapped[str] = mapped_column(String(32))
+    #: The query as asked (statistic, column, bounds, by, ...), validated.
+    query: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float, default=0.0)
+    #: The noisy result, its accuracy and mechanism (JSON: numbers, or rows for grouped results).
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    charge_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

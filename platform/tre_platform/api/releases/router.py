@@ -15,13 +15,17 @@ from fastapi.routing import APIRoute
 
 from tre_platform.api.body_limit import capped_receive
 from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
-from tre_platform.api.releases import budget, service
+from tre_platform.api.releases import budget, dp, service
 from tre_platform.api.releases import bundle as bundles
 from tre_platform.api.releases.files import FilePolicy
 from tre_platform.api.releases.models import FileKind, ReleaseRequest, ReleaseState
 from tre_platform.api.releases.schemas import (
     ChargeCreate,
     ChargeOut,
+    DPAttach,
+    DPQueryCreate,
+    DPQueryOut,
+    ExceptionCreate,
     FileOut,
     LedgerEntryOut,
     ReleaseCreate,
@@ -277,6 +281,50 @@ def charge(project_id: PathId, body: ChargeCreate, session: DbSession, actor: Cu
             for e in entries
         ],
         budgets=[_scope_out(s) for s in budget.budget_status(session, actor, project_id)],
+    )
+
+
+@budgets.post(
+    "/{project_id}/dp-queries",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DPQueryOut,
+    summary="Differentially private query answered by the server on a project view (charges the budget)",
+)
+def dp_query(project_id: PathId, body: DPQueryCreate, session: DbSession, actor: CurrentActor) -> DPQueryOut:
+    return DPQueryOut.model_validate(dp.run_query(session, actor, project_id, body))
+
+
+@budgets.get(
+    "/{project_id}/dp-queries/{result_id}",
+    response_model=DPQueryOut,
+    summary="A stored differentially private result",
+)
+def dp_result(project_id: PathId, result_id: PathId, session: DbSession, actor: CurrentActor) -> DPQueryOut:
+    return DPQueryOut.model_validate(dp.get_result(session, actor, project_id, result_id))
+
+
+@releases.post(
+    "/{request_id}/dp-results",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FileOut,
+    summary="Attach a stored DP result to a draft request (by reference)",
+)
+def attach_dp(request_id: PathId, body: DPAttach, session: DbSession, actor: CurrentActor) -> FileOut:
+    return FileOut.model_validate(
+        service.attach_dp_result(session, actor, request_id, body.dp_result_id, body.name)
+    )
+
+
+@releases.post(
+    "/{request_id}/files/{file_id}/exception",
+    response_model=FileOut,
+    summary="Ask for an exception to a failed finding, with a justification (needs both checkers)",
+)
+def request_exception(
+    request_id: PathId, file_id: PathId, body: ExceptionCreate, session: DbSession, actor: CurrentActor
+) -> FileOut:
+    return FileOut.model_validate(
+        service.request_exception(session, actor, request_id, file_id, body.justification)
     )
 
 

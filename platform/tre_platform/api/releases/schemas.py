@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -37,6 +37,7 @@ class FileOut(OutputSchema):
     client_check: dict[str, Any]
     server_check: dict[str, Any]
     status: str | None
+    exception: dict[str, Any] = Field(default_factory=dict)
     created_at: dt.datetime
 
 
@@ -121,3 +122,39 @@ class RulesOut(OutputSchema):
     """The disclosure-control rules the server applies to the project's outputs (for pre-checks)."""
 
     rules: dict[str, Any]
+
+
+class DPQueryCreate(InputSchema):
+    """A differentially private query the server answers on a project view (see ``api/releases/dp.py``)."""
+
+    view: ShortText
+    statistic: Literal["count", "sum", "mean", "quantile", "histogram"]
+    epsilon: float = Field(gt=0, le=100, allow_inf_nan=False)
+    delta: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False)
+    column: ShortText | None = None
+    bounds: tuple[float, float] | None = None
+    q: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    categories: list[str | int | float | bool] | None = Field(None, max_length=1_000)
+    description: ShortText = ""
+
+
+class DPQueryOut(OutputSchema):
+    id: str
+    project_id: str
+    view: str
+    dataset_id: str
+    query: dict[str, Any]
+    epsilon: float
+    delta: float
+    result: dict[str, Any]
+    charge_id: str
+    created_at: dt.datetime
+
+
+class DPAttach(InputSchema):
+    dp_result_id: RowId
+    name: ShortText
+
+
+class ExceptionCreate(InputSchema):
+    justification: LongText = Field(min_length=20)

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from tre_lib.compute import WorkspaceError
 from tre_lib.compute import session as tre_session
-from tre_lib.disclosure.differencing import ReleaseScope
+from tre_lib.disclosure.differencing import ReleaseScope, element_keys
 from tre_lib.disclosure.versions import library_versions
 from tre_lib.outputs.specs import (
     RegressionSpec,
@@ -41,8 +42,17 @@ from tre_platform.api.datasets.models import Dataset
 from tre_platform.api.projects import service as projects
 from tre_platform.api.projects.models import Project, ProjectMember
 from tre_platform.api.releases import bundle as bundles
-from tre_platform.api.releases import checks
-from tre_platform.api.releases.differencing import SqlReleaseLedger, stored_record
+from tre_platform.api.releases import checks, dp
+from tre_platform.api.releases.differencing import (
+    Incidence,
+    SqlReleaseLedger,
+    in_flight_unit_tables,
+    load_units,
+    released_unit_tables,
+    stored_record,
+    unit_findings,
+    units_ref,
+)
 from tre_platform.api.releases.files import (
     FilePolicy,
     check_data,
@@ -56,6 +66,7 @@ from tre_platform.api.releases.models import (
     EDITABLE_STATES,
     REQUIRED_APPROVALS,
     VALID_TRANSITIONS,
+    DPQueryResult,
     FileKind,
     ReleaseAction,
     ReleaseFile,
@@ -270,6 +281,7 @@ def add_file(
     client_check: Mapping[str, Any] | None = None,
     description: str = "",
     settings: Settings | None = None,
+    server_made: bool = False,
 ) -> ReleaseFile:
     """Stage one output (replacing a file of the same name) in a draft request.
 
@@ -288,6 +300,12 @@ def add_file(
         raise InvalidInput(
             f"unknown output kind {kind!r}; use one of {', '.join(k.value for k in FileKind)}", field="kind"
         ) from None
+    if kind is FileKind.dp and not server_made:
+        raise InvalidInput(
+            "a differentially private result is attached by reference to the server's stored result "
+            "(POST /api/v1/releases/{id}/dp-results with dp_result_id), never uploaded",
+            field="kind",
+        )
     media_type = check_output(policy, kind, name, content)
     rules = policy.kind(kind)
     parsed: TableSpec | RegressionSpec | None = None
@@ -412,11 +430,28 @@ def submit(
     _move(session, actor, request, ReleaseAction.submit)
     policy = FilePolicy.load(settings)
     statuses = []
+    # Everything the project has out or in flight; each file of this request joins it once checked.
+    others = [
+        *released_unit_tables(session, settings, request.project_id),
+        *in_flight_unit_tables(session, settings, request.project_id, request.id),
+    ]
     for item in request.files:
         content = read_blob(settings, request.id, item.sha256)
-        frame, source = _source_data(settings, request, item)
-        scope = ReleaseScope(request.project_id, _dataset_key(session, request, item.spec))
-        result = checks.check_file(item, content, frame, rules, policy, (session, scope), source)
+        if item.kind is FileKind.dp:
+            item.server_check = _check_dp(session, request, item, content)
+            item.status = item.server_check["status"]
+            statuses.append(item.status)
+            continue
+        frame, source, keys = _source_data(settings, request, item)
+        scope = ReleaseScope(request.project_id, _dataset_key(session, request, source))
+        incidence = None
+        if keys is not None and item.kind is FileKind.table:
+            incidence = Incidence(keys[0], keys[1], keys[2], list(others), f"{request.id}/{item.name}")
+        result = checks.check_file(item, content, frame, rules, policy, (session, scope), source, incidence)
+        unit_table = result.pop("_unit_table", None)
+        if unit_table is not None:
+            result["units"] = units_ref(settings, request.id, unit_table)
+            others.append(unit_table)
         item.server_check = result
         item.status = result["status"]
         statuses.append(result["status"])
@@ -439,43 +474,172 @@ def submit(
 
 def _source_data(
     settings: Settings, request: ReleaseRequest, item: ReleaseFile
-) -> tuple[pd.DataFrame | None, checks.DataSource]:
+) -> tuple[pd.DataFrame | None, checks.DataSource, tuple[np.ndarray, np.ndarray, str] | None]:
     """The rows the server re-runs an output's declared computation on, and where they came from.
 
     A spec that names a project view (``view``) is recomputed from that view as the server holds it - the
     researcher's own upload is not used, so a submission cannot choose the numbers it is checked on. A spec
     without a view falls back to the data submitted with the output, and the record says so.
+
+    The third value, for a view, is ``(row keys, unit keys, universe)``: the units are the view's first
+    project id column (the pseudonymous index id), else the rows themselves; the universe is the project
+    and view (and, for rows, the view's version), so tables are compared only with tables of the same data.
     """
     if item.kind not in (FileKind.table, FileKind.regression):
-        return None, checks.DataSource("none", "")
+        return None, checks.DataSource("none", ""), None
     view = item.spec.get("view")
     if view:
         needed = _needed_columns(item)
         try:
             workspace = tre_session(request.project.code, views_dir=views_dir(request.project.code, settings))
             info = workspace.dataset(view)
-            frame = workspace.read(info.name, columns=needed)
-        except (WorkspaceError, OSError, ValueError) as exc:
-            return None, checks.DataSource(
-                "view", f"the declared view {view!r} could not be read on the server: {exc}", error=True
+            id_columns = [c.name for c in info.columns if c.project_id_column]
+            unit_column = id_columns[0] if id_columns else None
+            frame = workspace.read(
+                info.name, columns=list(dict.fromkeys([*needed, *([unit_column] if unit_column else [])]))
             )
-        return frame, checks.DataSource(
-            "view",
-            f"recomputed from project view {info.name!r} (version {info.source_version}, "
-            f"{info.rows} rows) held by the server, not from numbers the researcher submitted",
-            view=info.name,
-            view_version=info.source_version,
+        except (WorkspaceError, OSError, ValueError) as exc:
+            return (
+                None,
+                checks.DataSource(
+                    "view", f"the declared view {view!r} could not be read on the server: {exc}", error=True
+                ),
+                None,
+            )
+        frame = frame.reset_index(drop=True)
+        if unit_column is not None:
+            row_keys, unit_keys = element_keys(frame[unit_column].tolist())
+            universe = f"{request.project_id}:{info.name}:{unit_column}"
+        else:
+            row_keys, unit_keys = element_keys([f"row{k}" for k in range(len(frame))])
+            universe = f"{request.project_id}:{info.name}@v{info.source_version}:rows"
+        keys = (row_keys, unit_keys, universe)
+        return (
+            frame,
+            checks.DataSource(
+                "view",
+                f"recomputed from project view {info.name!r} (version {info.source_version}, "
+                f"{info.rows} rows) held by the server, not from numbers the researcher submitted",
+                view=info.name,
+                view_version=info.source_version,
+            ),
+            keys,
         )
     if item.data_sha256 is not None and item.data_name is not None:
         frame = read_data(read_blob(settings, request.id, item.data_sha256), item.data_name)
-        return frame, checks.DataSource(
-            "submitted",
-            "could not recompute from the source: the output declares no project view, so the server "
-            "re-ran its computation on the data the researcher submitted with it",
+        return (
+            frame,
+            checks.DataSource(
+                "submitted",
+                "could not recompute from the source: the output declares no project view, so the server "
+                "re-ran its computation on the data the researcher submitted with it",
+            ),
+            None,
         )
-    return None, checks.DataSource(
-        "none", "could not recompute from the source: no project view declared and no data submitted"
+    return (
+        None,
+        checks.DataSource(
+            "none", "could not recompute from the source: no project view declared and no data submitted"
+        ),
+        None,
     )
+
+
+def _check_dp(session: Session, request: ReleaseRequest, item: ReleaseFile, content: bytes) -> dict[str, Any]:
+    """A ``dp`` output passes when it is, byte for byte, the server's stored result of this project."""
+    ref = item.spec.get("dp_result")
+    found = session.get(DPQueryResult, ref) if isinstance(ref, str) else None
+    if found is None or found.project_id != request.project_id:
+        return {
+            "status": "fail",
+            "findings": ["not a differentially private result the server computed for this project"],
+        }
+    if content != dp.result_document(found):
+        return {"status": "fail", "findings": ["the file differs from the server's stored DP result"]}
+    return {
+        "status": "pass",
+        "findings": [
+            f"differentially private result {found.id} computed on view {found.view!r} and charged to the "
+            f"budget by the server (epsilon={found.epsilon:g}, delta={found.delta:g}); released as stored"
+        ],
+        "record": {
+            "dp": {
+                "result_id": found.id,
+                "query": found.query,
+                "epsilon": found.epsilon,
+                "delta": found.delta,
+                "charge_id": found.charge_id,
+                "mechanism": found.result.get("mechanism"),
+            }
+        },
+    }
+
+
+def attach_dp_result(
+    session: Session, actor: Actor, request_id: str, result_id: str, name: str
+) -> ReleaseFile:
+    """Stage a stored DP result (by reference) in a draft request; the server writes the file itself."""
+    request = get_request(session, actor, request_id)
+    _check_editable(actor, request)
+    found = dp.get_result(session, actor, request.project_id, result_id)
+    if not name.endswith(".json"):
+        name = f"{name}.json"
+    stored = add_file(
+        session,
+        actor,
+        request.id,
+        name=name,
+        kind=FileKind.dp,
+        content=dp.result_document(found),
+        description=f"differentially private {found.query.get('statistic')} computed by the server",
+        server_made=True,
+    )
+    stored.spec = {"dp_result": found.id}
+    session.flush()
+    return stored
+
+
+def request_exception(
+    session: Session, actor: Actor, request_id: str, file_id: str, justification: str
+) -> ReleaseFile:
+    """Ask for an exception to a failed finding of one output (ACRO's practice), with a justification.
+
+    Only the requester, only for an output whose last check failed on a disclosure rule (never one whose
+    submitted numbers differ from the server's recomputation), and only while the request is returned
+    or a draft. Both output checkers' approvals of the next round grant it; it is audited and appears in
+    the release's disclosure-control record.
+
+    Raises:
+        Forbidden: not the requester. Conflict: wrong state, or nothing to except.
+    """
+    request = get_request(session, actor, request_id)
+    if actor.user_id != request.requester_id:
+        raise Forbidden(f"only the researcher who made release request {request.id} may ask for an exception")
+    if request.state not in (ReleaseState.draft, ReleaseState.returned):
+        raise Conflict(
+            f"release request {request.id} is {request.state.value}; ask for an exception while it is "
+            "returned to you or a draft, then submit it"
+        )
+    found = next((f for f in request.files if f.id == file_id), None)
+    if found is None:
+        raise NotFound(f"release request {request.id} has no file {file_id!r}")
+    check = found.server_check or {}
+    if found.status != "fail":
+        raise Conflict(f"{found.name} has no failed finding to ask an exception for")
+    comparison = check.get("comparison") or {}
+    if comparison.get("ok") is False or (check.get("record") or {}).get("source", {}).get("error"):
+        raise Conflict(
+            f"{found.name} differs from the server's recomputation (or could not be recomputed): that is "
+            "not a disclosure finding an exception can cover; submit what the declared computation gives"
+        )
+    found.exception = {
+        "justification": justification,
+        "requested_at": clock.now().isoformat(),
+        "findings": list(check.get("findings", [])),
+    }
+    session.flush()
+    audit(session, actor, "release.exception.request", request, name=found.name, justification=justification)
+    return found
 
 
 def _needed_columns(item: ReleaseFile) -> list[str]:
@@ -536,7 +700,9 @@ def review(
         raise InvalidInput(
             f"say why you {decision.value} the request, so the researcher can act on it", field="comment"
         )
-    if decision is ReviewDecision.approve and request.check_status == "fail":
+    excepted = [f.name for f in request.files if f.status == "fail" and f.exception]
+    unexcepted = [f.name for f in request.files if f.status == "fail" and not f.exception]
+    if decision is ReviewDecision.approve and request.check_status == "fail" and unexcepted:
         raise Conflict(
             "the server's checks failed for this request, so it cannot be approved; return it to the "
             "researcher "
@@ -559,6 +725,7 @@ def review(
         round=request.round,
         approvals=approvals,
         required=REQUIRED_APPROVALS,
+        exceptions=excepted if decision is ReviewDecision.approve else [],
     )
     if decision is not ReviewDecision.approve or approvals >= REQUIRED_APPROVALS:
         _move(session, actor, request, action, comment)
@@ -604,6 +771,14 @@ def manifest(request: ReleaseRequest, key_fingerprint: str) -> dict[str, Any]:
                     "status": f.server_check.get("status"),
                     "findings": f.server_check.get("findings", []),
                     "record": f.server_check.get("record"),
+                    "exception": (
+                        {
+                            **f.exception,
+                            "granted_by": [r.checker.username for r in request.approvals],
+                        }
+                        if f.exception and f.status == "fail"
+                        else None
+                    ),
                 },
             }
             for f in request.files
@@ -634,13 +809,15 @@ def manifest(request: ReleaseRequest, key_fingerprint: str) -> dict[str, Any]:
     }
 
 
-def _dataset_key(session: Session, request: ReleaseRequest, spec: Mapping[str, Any]) -> str:
-    """The population a table counts: the dataset its spec names, else all the project's datasets."""
+def _dataset_key(session: Session, request: ReleaseRequest, source: checks.DataSource) -> str:
+    """The population a table counts, from what the server read - never from a field the researcher fills
+    in: the dataset of the view it was recomputed from, else all the project's datasets together."""
     listed = sorted(link.dataset_id for link in request.project.datasets)
-    named = spec.get("dataset")
-    if named:
-        found = session.scalar(select(Dataset.id).where(or_(Dataset.id == named, Dataset.name == named)))
-        if found in listed:
+    if source.view:
+        found = session.scalar(
+            select(Dataset.id).where(Dataset.name == source.view, Dataset.id.in_(listed or [""]))
+        )
+        if found is not None:
             return str(found)
     return "+".join(listed)
 
@@ -657,6 +834,7 @@ def release(
     request = get_request(session, actor, request_id)
     _check_may_act(actor, request, ReleaseAction.release)
     require(session, actor, "submit_release", release=request)
+    _recheck_at_release(session, settings, request)
     request.released_at = clock.now()
     key = bundles.signing_key(settings)
     files = [(f.name, read_blob(settings, request.id, f.sha256)) for f in request.files]
@@ -669,12 +847,42 @@ def release(
     for item in request.files:
         record = stored_record(item.server_check, request.released_at.isoformat())
         if item.kind is FileKind.table and record is not None:
-            ledger.record(record, request_id=request.id, file_id=item.id)
+            ledger.record(
+                record, request_id=request.id, file_id=item.id, units=item.server_check.get("units")
+            )
     _move(session, actor, request, ReleaseAction.release)
     audit(
         session, actor, "release.bundle", request, sha256=request.bundle_sha256, files=[n for n, _ in files]
     )
     return request
+
+
+def _recheck_at_release(session: Session, settings: Settings, request: ReleaseRequest) -> None:
+    """Compare every table once more with everything the project has released (some may have left
+    since this request was checked); a table that now isolates a small group stops the release.
+
+    Raises:
+        Conflict: a table combines with a released one; nothing is released.
+    """
+    released = released_unit_tables(session, settings, request.project_id)
+    if not released:
+        return
+    rules = checks.effective_rules(session, request.project, settings)
+    problems = []
+    for item in request.files:
+        table = load_units(settings, (item.server_check or {}).get("units"))
+        if table is None:
+            continue
+        status, findings, _data = unit_findings(table, released, rules)
+        if status != "pass":
+            problems += [f"{item.name}: {f}" for f in findings]
+    if problems:
+        raise Conflict(
+            "the re-check at release found that this request, combined with what the project has "
+            "released since it was checked, isolates a small group, so it was not released: "
+            + "; ".join(problems)
+            + ". Return it to the researcher (ask a checker) or withdraw it"
+        )
 
 
 def bundle_file(session: Session, actor: Actor, request_id: str) -> Path:
