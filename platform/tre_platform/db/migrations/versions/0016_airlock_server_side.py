@@ -1,7 +1,7 @@
 """airlock server side: exceptions to failed findings, differentially private results kept by the server
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-07 13:40:00
 
 ``release_files.exception`` holds a researcher's written request for an exception to a failed finding
@@ -18,7 +18,7 @@ from alembic import op
 import tre_platform.db.base
 
 revision: str = "0016"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
