@@ -56,6 +56,8 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     # Enforcement after changes creates Unix users/groups and talks to the hub: only the tests about it
     # turn it on (tests/integration/cli, tests/integration/views).
     monkeypatch.setenv("TRE_ENFORCE_ON_CHANGE", "false")
+    # An append-only (chattr +a) witness log could not be removed with the test's directory.
+    monkeypatch.setenv("TRE_AUDIT_WITNESS_APPEND_ONLY", "false")
     monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
     monkeypatch.delenv("TRE_SECRET_KEY", raising=False)
     get_settings.cache_clear()
