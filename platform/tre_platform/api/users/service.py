@@ -594,6 +594,10 @@ def revoke_api_token(session: Session, actor: Actor, token_id: str) -> ApiToken:
     return token
 
 
+#: How stale an API token's ``last_used_at`` may be.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
 def resolve_api_token(session: Session, raw: str) -> ApiToken:
     """The live token for ``raw`` (and notes its use), or Unauthenticated saying what is wrong."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == security.hash_token(raw)))
@@ -606,7 +610,10 @@ def resolve_api_token(session: Session, raw: str) -> ApiToken:
         raise Unauthenticated("the API token has expired; create a new one")
     if not token.user.is_active:
         raise Unauthenticated("the account of this API token is disabled")
-    token.last_used_at = now
+    # Noted at most once a minute: the write takes SQLite's write lock for the rest of the request, so
+    # writing it on every request would make every read wait for every other request.
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        token.last_used_at = now
     return token
 
 
