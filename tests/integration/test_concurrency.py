@@ -359,3 +359,30 @@ def test_concurrent_stagings_and_reads_are_all_answered(server: Server) -> None:
         ]
     assert len([f for f in files if f["name"].startswith("note-")]) == staged + 1
     _chain_ok()
+
+
+def test_concurrent_privacy_budget_charges_are_granted_or_refused_never_crash(server: Server) -> None:
+    """Ten DP charges of ε=0.3 at once against a budget of ε=1: three fit, the rest are refused cleanly,
+    the ledger never overspends, and each charge or refusal is audited."""
+    project = server.world.ids["approved"]
+    body = {"dataset_ids": [server.world.ids["lfs"]], "epsilon": 0.3, "description": "a count"}
+
+    def send(client: httpx.Client, _i: int) -> httpx.Response:
+        return client.post(
+            f"/api/v1/projects/{project}/privacy-budget/charges", json=body, headers=server.headers("analyst")
+        )
+
+    before = _events()
+    responses = _storm(server, send, 10)
+    _assert_clean(responses, server)
+    statuses = _statuses(responses)
+    assert set(statuses) <= {201, 403, 503}, statuses
+    assert statuses[201] == 3, statuses  # 0.9 of the 1.0 fits; a fourth would overspend
+    refused = [r.json() for r in responses if r.status_code == 403]
+    assert all(r["error"] == "budget_exceeded" for r in refused), refused
+    with httpx.Client(base_url=server.url, timeout=HANG_GUARD_SECONDS) as client:
+        scopes = client.get(f"/api/v1/projects/{project}/privacy-budget", headers=server.headers("analyst"))
+    assert all(s["epsilon_spent"] <= s["epsilon_limit"] + 1e-9 for s in scopes.json()), scopes.json()
+    written = _events() - before
+    assert sum(written.values()) >= statuses[201] + statuses[403], written
+    _chain_ok()
