@@ -59,11 +59,16 @@ BIN = Path(sys.executable).parent
 console = Console()
 
 FLOOR_APP = """
-import json, sys
+import json, os
 from fastapi import FastAPI
 from fastapi.responses import Response
-bodies = json.load(open(sys.argv[1]))
+with open(os.environ["TRE_FLOOR_BODIES"]) as handle:
+    bodies = json.load(handle)
 app = FastAPI()
+
+@app.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
 
 def serve(path: str):
     body = bodies[path].encode()
@@ -332,7 +337,11 @@ def main() -> None:
                         bodies.write_text(json.dumps(world.reads))
                         (root / "floor_app.py").write_text(FLOOR_APP)
                         Floor.paths = list(world.reads)
-                        floor_env = {**env, "PYTHONPATH": f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"}
+                        floor_env = {
+                            **env,
+                            "PYTHONPATH": f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}",
+                            "TRE_FLOOR_BODIES": str(bodies),
+                        }
                         with _uvicorn(["floor_app:app"], floor_env, root / "floor.log") as floor_url:
                             for users in steps_users:
                                 results.setdefault("floor (plain FastAPI)", []).append(

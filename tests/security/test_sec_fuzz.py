@@ -4,7 +4,7 @@ Every operation the document lists is called with generated input (valid and inv
 output checker, a data owner and an administrator of the standard world. Whatever is sent, the answer must
 be no server error, a status the document lists for that operation, and a body and content type that match
 what the document says for that status. Bounded (``TRE_FUZZ_EXAMPLES`` inputs per operation and role,
-default 5) so the file runs in a few minutes; raise it for a longer campaign.
+default 4) so the file runs in a few minutes; raise it for a longer campaign.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 #: Generated inputs per operation and role.
-FUZZ_EXAMPLES = int(os.environ.get("TRE_FUZZ_EXAMPLES", "5"))
+FUZZ_EXAMPLES = int(os.environ.get("TRE_FUZZ_EXAMPLES", "4"))
 ROLES = ("researcher", "output_checker", "data_owner", "admin")
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 

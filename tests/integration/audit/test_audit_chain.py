@@ -301,3 +301,20 @@ def test_tre_audit_verify_fails_when_the_checkpoint_was_deleted(session: Session
     result = CliRunner().invoke(app, ["audit", "verify"])
     assert result.exit_code == 2
     assert "BROKEN" in result.stderr and "audit.head" in result.stderr and "missing" in result.stderr
+
+
+def test_checkpoints_written_by_many_threads_at_once_never_collide_or_go_back(session: Session) -> None:
+    """Each writer has its own temporary file and the lock orders them: the newest head wins, and the
+    witness log only ever grows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    heads = [(seq, hashlib.sha256(str(seq).encode()).hexdigest()) for seq in range(1, 41)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda head: write_checkpoint(*head), heads))
+    assert read_checkpoint() == heads[-1]
+    assert read_witness() == heads[-1]
+    witnessed = [
+        int(line.split(":")[0]) for line in get_settings().resolved_audit_witness_file.read_text().split()
+    ]
+    assert witnessed == sorted(witnessed) and len(set(witnessed)) == len(witnessed)
+    assert not list(_checkpoint_path().parent.glob("audit.head.*.tmp"))

@@ -75,6 +75,7 @@ def _lock_chain(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(724207)"))
     elif dialect == "sqlite":
         session.execute(text("UPDATE audit_events SET seq = seq WHERE 0"))
+        session.info[_SQLITE_CONNECTION] = session.connection().connection.dbapi_connection
 
 
 def record(
@@ -400,6 +401,8 @@ _KEPT = "tre_audit_kept"
 _UNDONE = "tre_audit_savepoint_undone"
 #: The transaction flushed (and so holds SQLite's write lock) even if nothing is pending now.
 _FLUSHED = "tre_flushed"
+#: SQLite: the driver connection the transaction appended on (see _released_for_real).
+_SQLITE_CONNECTION = "tre_audit_sqlite_connection"
 
 
 @dataclass
@@ -480,18 +483,31 @@ def _restore_after_savepoints(session: Session) -> None:
 @sa_event.listens_for(Session, "after_commit")
 def _move_checkpoint(session: Session) -> None:
     if session.in_nested_transaction():
-        return  # a savepoint was released: nothing is committed before the outermost transaction is
+        # A savepoint was released: nothing is committed before the outermost transaction is - except
+        # on SQLite when the savepoint opened the database's transaction (pysqlite begins none before
+        # it), whose release commits for real. Then the checkpoint moves now (it never goes back).
+        head = session.info.get(_HEAD)
+        if head is not None and _released_for_real(session):
+            write_checkpoint(*head)
+        return
     session.info.pop(_KEPT, None)
     head = session.info.pop(_HEAD, None)
     if head is not None:
         write_checkpoint(*head)
 
 
+def _released_for_real(session: Session) -> bool:
+    # The driver's own connection, noted by record(): SQLAlchemy allows no SQL in after_commit, but
+    # pysqlite says whether the database is still in a transaction.
+    dbapi = session.info.get(_SQLITE_CONNECTION)
+    return dbapi is not None and not dbapi.in_transaction
+
+
 @sa_event.listens_for(Session, "after_transaction_end")
 def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is not None:
         return
-    for key in (_HEAD, _UNDONE, _FLUSHED):
+    for key in (_HEAD, _UNDONE, _FLUSHED, _SQLITE_CONNECTION):
         session.info.pop(key, None)
     # Kept events still listed: the outermost transaction ended without a commit (rollback, close, an
     # exception). Its connection is back in the pool and its locks are gone, so they can be written.
