@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tre_platform.settings import Settings, get_settings
 
 _engines: dict[tuple[str, str | None], Engine] = {}
+#: Connections kept open, and opened beyond them at busy times (see get_engine).
+POOL_SIZE = 10
+POOL_OVERFLOW = 40
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -33,6 +36,10 @@ def get_engine(
     if key in _engines:
         return _engines[key]
     kwargs: dict[str, Any] = {"future": True}
+    if not url.startswith("sqlite") or (":memory:" not in url and url.startswith("sqlite:///")):
+        # As many connections as the server has worker threads (anyio's default: 40), and some to spare,
+        # so a request never waits for a connection behind requests that wait for a lock.
+        kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     if url.startswith("sqlite"):
         if ":memory:" not in url and url.startswith("sqlite:///"):
             settings.ensure_data_dir()
