@@ -58,6 +58,8 @@ def _isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("TRE_ENFORCE_ON_CHANGE", "false")
     # `tre up` would fetch the workspace environment's packages into the mirror: only the mirror's tests do.
     monkeypatch.setenv("TRE_PACKAGE_BASE_SET", "false")
+    # An append-only (chattr +a) witness log could not be removed with the test's directory.
+    monkeypatch.setenv("TRE_AUDIT_WITNESS_APPEND_ONLY", "false")
     monkeypatch.delenv("TRE_DATABASE_URL", raising=False)
     monkeypatch.delenv("TRE_SECRET_KEY", raising=False)
     get_settings.cache_clear()

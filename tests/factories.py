@@ -450,13 +450,27 @@ def _build_airlock(session: Session, people: dict[str, User], lfs: Dataset) -> d
 
 
 def copy_world_files(world: World, data_dir: Path) -> None:
-    """Copy the world's staged release files, bundles and signing key into a test's data directory."""
+    """Copy the world's staged release files, bundles, signing key and audit head (its checkpoint and
+    witness log: the world's audit events come with the database) into a test's data directory."""
+    from tre_platform.settings import Settings
+
     if not world.data_dir:
         return
     for name in ("releases", "keys"):
         source = Path(world.data_dir) / name
         if source.is_dir():
             shutil.copytree(source, data_dir / name, dirs_exist_ok=True)
+    source_dir = Path(world.data_dir)
+    for source, target in (
+        (source_dir / "audit.head", data_dir / "audit.head"),
+        (
+            Settings(data_dir=source_dir).resolved_audit_witness_file,
+            Settings(data_dir=data_dir).resolved_audit_witness_file,
+        ),
+    ):
+        if source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
 
 
 # Fixtures shared by tests/api and tests/security (imported into their conftest.py) ----------------

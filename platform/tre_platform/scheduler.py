@@ -101,6 +101,23 @@ register(
 )
 
 
+def ingest_leftovers_sweep() -> Any:
+    """Remove what killed ingests left behind: landing copies and staging no live ingest holds."""
+    from tre_platform.pipelines.ingest import sweep_ingest_leftovers
+
+    return sweep_ingest_leftovers()
+
+
+register(
+    Job(
+        "ingest-leftovers-sweep",
+        "landing copies and staging of killed ingests",
+        dt.timedelta(hours=1),
+        ingest_leftovers_sweep,
+    )
+)
+
+
 def run_job(job: Job) -> None:
     """Run one job, logging (never raising) a failure: the next tick tries again."""
     try:

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
         None, description="key-encryption key for the master key (base64, 32 bytes)"
     )
     kek_file: Path | None = Field(None, description="file holding the key-encryption key instead of TRE_KEK")
+    audit_witness_file: Path | None = Field(
+        None,
+        description="append-only log of every audit chain head, outside the data directory (default: "
+        "<data dir>.witness/audit-witness.log); put it where whoever can write the database and the data "
+        "directory cannot rewrite it (another filesystem, chattr +a, a log host), see ADR 0015",
+    )
+    audit_witness_append_only: bool = Field(
+        True, description="make the witness log append-only (chattr +a) when it is created; needs root"
+    )
     policies_dir: Path = Field(REPO_ROOT / "policies", description="Cedar policies and disclosure profiles")
     policy_verify: bool = Field(
         False,
@@ -221,6 +230,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.resolved_data_dir / 'tre.db'}"
+
+    @property
+    def resolved_audit_witness_file(self) -> Path:
+        if self.audit_witness_file is not None:
+            return self.audit_witness_file.expanduser().resolve()
+        data = self.resolved_data_dir
+        return data.with_name(f"{data.name}.witness") / "audit-witness.log"
 
     def ensure_data_dir(self) -> Path:
         path = self.resolved_data_dir

@@ -270,4 +270,4 @@ def test_audit_events_are_filtered_paginated_and_verified(client: TestClient, wo
     by_target = client.get(f"{API}/audit/events?target_id={world.ids['submitted']}", headers=admin).json()
     assert {e["action"] for e in by_target["events"]} >= {"project.create", "project.submit"}
     verified = client.get(f"{API}/audit/verify", headers=admin).json()
-    assert verified["ok"] is True and verified["checked"] >= page["total"]
+    assert verified["ok"] is True and verified["checked"] >= page["total"], verified

@@ -14,17 +14,21 @@ enforced by the routes in ``UPLOAD_PATHS`` as they stream the body to disk.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,7 +42,7 @@ from tre_platform.api.packages.router import router as packages_router
 from tre_platform.api.projects.router import router as projects_router
 from tre_platform.api.releases.router import router as releases_router
 from tre_platform.api.users.router import router as users_router
-from tre_platform.db.session import get_engine, make_session_factory
+from tre_platform.db.session import get_engine, health_engine, is_busy, make_session_factory
 from tre_platform.errors import TreError, Unauthenticated
 from tre_platform.policy.router import router as policy_router
 from tre_platform.settings import Settings, get_settings
@@ -56,10 +60,77 @@ UPLOAD_PATHS = (
     re.compile(rf"^{API_PREFIX}/releases/[^/]+/files$"),
 )
 log = logging.getLogger("tre_platform.api")
+#: /healthz's database check runs here, never queued behind requests in the shared worker pool.
+_HEALTH_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tre-healthz")
+#: How long /healthz waits for ``SELECT 1`` before answering 503.
+HEALTH_TIMEOUT_SECONDS = 5.0
 
 
 def error_body(code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
     return {"error": code, "message": message, "field": field, **extra}
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers: a code, a message saying what to do next, the field at fault.
+
+    Some errors add detail: ``problems`` (each invalid field), ``reasons`` (a policy decision's),
+    ``report`` (every problem of a delivery).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    message: str
+    field: str | None = None
+
+
+#: What each error status means, in the OpenAPI document.
+ERROR_STATUSES: dict[int, str] = {
+    400: "the request is malformed (a header, or a value the server cannot read)",
+    401: "not signed in: send 'Authorization: Bearer <token>' or a session cookie",
+    403: "signed in but not allowed (the message, or the policy's reasons, say why)",
+    404: "no such object, or one you may not know of",
+    409: "conflicts with the object's state or with existing data",
+    413: "the request body is larger than the limit the message names",
+    422: "a value is not valid: `problems` lists every field at fault",
+    503: "busy (the database is locked by other writers) or unavailable: retry after Retry-After seconds",
+}
+#: Methods that change state, and so may meet a conflict.
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def document_errors(app: FastAPI) -> None:
+    """List in the OpenAPI document every error status each API operation can answer, with its body.
+
+    Any operation may meet a malformed header (400), a missing or refused sign-in (401, 403), an unknown
+    id (404), an oversized body (413), an invalid value (422) or a busy database (503); one that writes
+    may also meet a conflict (409). A route's own description of a status is kept; the body is always
+    :class:`ErrorOut` (FastAPI's default 422 body is not what the handlers send). Done once, on the
+    generated document, so no route has to repeat it.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = generate()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ErrorOut"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for path, operations in spec.get("paths", {}).items():
+            if not path.startswith(API_PREFIX):
+                continue
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                for status, description in ERROR_STATUSES.items():
+                    if status == 409 and method.upper() not in _WRITES:
+                        continue
+                    entry = responses.setdefault(str(status), {"description": description})
+                    entry["content"] = body
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _internal_error() -> JSONResponse:
@@ -142,6 +213,18 @@ class CatchAll:
             await _internal_error()(scope, receive, send)
 
 
+#: Seconds a client should wait before retrying a request the database was too busy for.
+RETRY_AFTER_SECONDS = 1
+
+
+def _busy() -> JSONResponse:
+    return JSONResponse(
+        error_body("busy", "the database is busy with other writes; retry in a moment"),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
     """(field, message in words) for one pydantic error."""
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
@@ -191,8 +274,20 @@ def _install_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(OperationalError)
+    async def operational_error(_request: Request, exc: OperationalError) -> JSONResponse:
+        if not is_busy(exc):
+            return _internal_error()
+        return _busy()
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+        return _busy()
+
     @app.exception_handler(IntegrityError)
-    async def integrity_error(_request: Request, _exc: IntegrityError) -> JSONResponse:
+    async def integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
+        if is_busy(exc):
+            return _busy()
         # Two requests raced for the same unique name; the service checks caught the ordinary case.
         return JSONResponse(
             error_body("conflict", "this conflicts with existing data (a duplicate name?); reload and retry"),
@@ -228,6 +323,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.session_factory = make_session_factory(get_engine(settings))
+    health = health_engine(settings)
 
     api = APIRouter(prefix=API_PREFIX)
     for router in (
@@ -244,12 +340,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         api.include_router(router)
     app.include_router(api)
+    document_errors(app)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness and database connectivity")
-    def healthz(request: Request) -> JSONResponse:
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        summary="Liveness and database connectivity",
+        responses={503: {"description": "the database is unreachable"}},
+    )
+    async def healthz(request: Request) -> JSONResponse:
+        # Its own worker thread, not the shared pool: with every pool thread waiting for a database lock,
+        # /healthz still answers (and says so when the database itself does not).
+        def ping() -> None:
+            with health.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
         try:
-            with request.app.state.session_factory() as session:
-                session.execute(text("SELECT 1"))
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(_HEALTH_THREAD, ping), HEALTH_TIMEOUT_SECONDS
+            )
+        except TimeoutError:
+            return JSONResponse({"status": "error", "database": "not answering"}, status_code=503)
         except Exception:
             log.exception("health check: database unreachable")
             return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)

@@ -48,11 +48,17 @@ class OutputSchema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+#: The most items a list endpoint returns at once, and the furthest it skips (far past any real list,
+#: far below the 64-bit integers the databases take).
+MAX_PAGE = 500
+MAX_OFFSET = 1_000_000_000
+
+
 class Page(InputSchema):
     """Paging for list endpoints."""
 
-    limit: int = Field(100, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 # Authorisation ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
 from tre_platform.api.audit.service import record
-from tre_platform.api.common import Page
+from tre_platform.api.common import MAX_OFFSET, MAX_PAGE, Page
 from tre_platform.api.users import security
 from tre_platform.api.users import service as users
 from tre_platform.api.users.models import ApiToken, User, WebSession
@@ -142,8 +142,8 @@ CurrentActor = Annotated[Actor, Depends(get_actor)]
 
 
 def get_page(
-    limit: Annotated[int, Query(ge=1, le=500, description="at most this many items")] = 100,
-    offset: Annotated[int, Query(ge=0, description="skip this many items")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="at most this many items")] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="skip this many items")] = 0,
 ) -> Page:
     return Page(limit=limit, offset=offset)
 
@@ -151,3 +151,7 @@ def get_page(
 Paging = Annotated[Page, Depends(get_page)]
 #: A path parameter holding a row id (anything else simply matches nothing: 404).
 PathId = Annotated[str, Path(min_length=1, max_length=64)]
+#: A row id given as a query filter.
+QueryId = Annotated[str, Query(min_length=1, max_length=64)]
+#: A dataset version number (the database stores a 32-bit integer).
+VersionNumber = Annotated[int, Path(ge=1, le=2_147_483_647)]

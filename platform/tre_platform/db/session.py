@@ -7,11 +7,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tre_platform.settings import Settings, get_settings
 
 _engines: dict[tuple[str, str | None], Engine] = {}
+#: Connections kept open, and opened beyond them at busy times (see get_engine).
+POOL_SIZE = 10
+POOL_OVERFLOW = 40
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -32,6 +36,10 @@ def get_engine(
     if key in _engines:
         return _engines[key]
     kwargs: dict[str, Any] = {"future": True}
+    if not url.startswith("sqlite") or (":memory:" not in url and url.startswith("sqlite:///")):
+        # As many connections as the server has worker threads (anyio's default: 40), and some to spare,
+        # so a request never waits for a connection behind requests that wait for a lock.
+        kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
     if url.startswith("sqlite"):
         if ":memory:" not in url and url.startswith("sqlite:///"):
             settings.ensure_data_dir()
@@ -43,6 +51,44 @@ def get_engine(
         event.listen(engine, "connect", _sqlite_pragmas)
     _engines[key] = engine
     return engine
+
+
+#: SQLite's answers when another connection holds the lock too long, or a snapshot went stale.
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+#: PostgreSQL SQLSTATEs for a lock or serialisation conflict that a retry resolves.
+_POSTGRES_RETRYABLE = {"40001", "40P01", "55P03"}
+
+
+def is_busy(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is a transient lock conflict (retry later), not a fault or a real conflict.
+
+    Also true for a unique violation on the audit chain: two appends after the same head, which the
+    chain lock prevents, so only a writer that bypassed it can meet one.
+    """
+    original = exc.orig
+    text = str(original).lower()
+    if any(marker in text for marker in _SQLITE_BUSY):
+        return True
+    if getattr(original, "sqlstate", None) in _POSTGRES_RETRYABLE:
+        return True
+    if getattr(original, "pgcode", None) in _POSTGRES_RETRYABLE:
+        return True
+    return isinstance(exc, IntegrityError) and "audit_events" in text
+
+
+def health_engine(settings: Settings | None = None) -> Engine:
+    """A one-connection engine for health checks, so they never wait for the shared pool (cached)."""
+    settings = settings or get_settings()
+    url = settings.resolved_database_url
+    if url.startswith("sqlite") and (":memory:" in url or not url.startswith("sqlite:///")):
+        return get_engine(settings)  # one connection per thread already
+    key = (url, "health")
+    if key not in _engines:
+        args = {"check_same_thread": False, "timeout": 5} if url.startswith("sqlite") else {}
+        _engines[key] = create_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=5, pool_pre_ping=True, connect_args=args
+        )
+    return _engines[key]
 
 
 def reset_engines() -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 import pyarrow.parquet as pq
 
 from tre_platform.pipelines.errors import DeliveryEmpty, DeliveryError, DeliveryInvalid, DeliveryTooLarge
-from tre_platform.pipelines.publish import lock_held
+from tre_platform.pipelines.publish import claim, lock_held, release_staging
 from tre_platform.pipelines.validation import ColumnRule, Problem, ValidationReport, file_problem
 
 if TYPE_CHECKING:
@@ -156,7 +156,26 @@ def receive(
             file_problem(name, "not_utf8", f"the file is {wide} text: save it as UTF-8 (CSV UTF-8)", rules)
         )
 
-    delivery_dir = _secure_dir(landing_root / dataset / f"{secrets.token_hex(8)}")
+    # Claimed until the ingest ends (the caller releases it): a crashed ingest's copy is then told from
+    # a finished one's, and removed (tre_platform.pipelines.ingest.sweep_ingest_leftovers).
+    delivery_dir = claim(_secure_dir(landing_root / dataset) / secrets.token_hex(8))
+    try:
+        return _land(source, _secure_dir(delivery_dir), name, fmt, size, move=move, rules=rules)
+    except BaseException:
+        release_staging(delivery_dir)
+        raise
+
+
+def _land(
+    source: Path,
+    delivery_dir: Path,
+    name: str,
+    fmt: Format,
+    size: int,
+    *,
+    move: bool,
+    rules: list[ColumnRule],
+) -> Delivery:
     target = delivery_dir / _safe_name(name, f"delivery.{fmt}")
     scan = _Scan(fmt)
     if move:

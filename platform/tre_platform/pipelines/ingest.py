@@ -38,12 +38,12 @@ from tre_platform.api.datasets.models import Dataset, DatasetVersion
 from tre_platform.clock import clock
 from tre_platform.errors import Conflict, NotFound, PolicyDenied, TreError
 from tre_platform.pipelines import publish
-from tre_platform.pipelines.delivery import Delivery, StoredDelivery, discard_upload, receive
+from tre_platform.pipelines.delivery import Delivery, StoredDelivery, discard_upload, receive, sweep_uploads
 from tre_platform.pipelines.engines import IngestEngine, PandasEngine, output_schema
 from tre_platform.pipelines.errors import DeliveryInvalid
 from tre_platform.pipelines.linkage import identifier_groups, link, rewrite_paths
 from tre_platform.pipelines.validation import rules_for
-from tre_platform.settings import get_settings
+from tre_platform.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +276,7 @@ def ingest(
         with factory(STAGES) as advance:
             advance("receive")
             rules = rules_for(dataset.schema)
+            publish.sweep_claimed(data_dir / "landing" / dataset.name)
             delivery = receive(
                 source,
                 data_dir / "landing",
@@ -285,6 +286,7 @@ def ingest(
                 source_name=source_name,
                 move=moved,
             )
+            claimed.append(delivery.path.parent)  # receive claimed the landing copy for this ingest
             details.update(sha256=delivery.sha256, bytes=delivery.size, format=delivery.format)
             if not allow_duplicate:
                 same = session.scalar(
@@ -422,6 +424,35 @@ def ingest(
             publish.release_staging(path)
         if runner is not None:
             runner.close()
+
+
+def sweep_ingest_leftovers(settings: Settings | None = None) -> list[Path]:
+    """Remove what killed ingests left anywhere in the data directory; returns the removed paths.
+
+    A landing copy, staging directory or uploaded part that no living process holds is a crashed run's
+    (running ingests hold theirs with a ``flock`` the kernel drops when they die, however they die):
+    landing copies under ``landing/<dataset>/``, staging under ``research/<dataset>/`` and
+    ``linkage/reports/<dataset>/``, and dead uploads under ``landing/uploads/``. Finished ingests' landing
+    copies and published versions are left alone. The next ingest of a dataset sweeps that dataset
+    itself; this is for the scheduler of ``tre up``, to clean datasets nobody ingests again. Safe to run
+    at any time, beside running ingests.
+
+    Example:
+        >>> sweep_ingest_leftovers()
+        [PosixPath('/srv/tre/landing/episodes/3f2a9c0d1e4b5a69')]
+    """
+    data_dir = (settings or get_settings()).resolved_data_dir
+    removed = sweep_uploads(data_dir / "landing" / "uploads")
+    for parent in _children(data_dir / "landing"):
+        if parent.name != "uploads":
+            removed += publish.sweep_claimed(parent)
+    for parent in [*_children(data_dir / "research"), *_children(data_dir / "linkage" / "reports")]:
+        removed += publish.sweep_stale(parent)
+    return removed
+
+
+def _children(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 def audit_refused_upload(session: Session, actor: Actor, dataset_name: str, error: BaseException) -> None:

@@ -97,15 +97,37 @@ def _lock_file(staging: Path) -> Path:
     return staging.with_name(f"{staging.name}.lock")
 
 
+def claim(path: Path) -> Path:
+    """Claim ``path`` (not yet existing; its parent must exist) for this process until
+    :func:`release_staging` or its death, with an exclusive ``flock`` on a sibling ``<name>.lock``."""
+    fd = os.open(_lock_file(path), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    _claims[path] = fd
+    return path
+
+
 def new_staging(parent: Path) -> Path:
     """A fresh, not yet existing staging path under ``parent`` (``parent`` created 0700), claimed by this
     process until :func:`release_staging` or its death."""
     secure_dir(parent)
-    staging = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
-    fd = os.open(_lock_file(staging), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    _claims[staging] = fd
-    return staging
+    return claim(parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+
+
+def sweep_claimed(parent: Path) -> list[Path]:
+    """Remove every path under ``parent`` :func:`claim`-ed by a process that died before releasing it
+    (its lock file is there and no living process holds it); returns what was removed."""
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    for lock in sorted(parent.glob("*.lock")):
+        target = lock.with_name(lock.name.removesuffix(".lock"))
+        if target in _claims or lock_held(lock):
+            continue
+        if target.exists():
+            withdraw(target)
+            removed.append(target)
+        lock.unlink(missing_ok=True)
+    return removed
 
 
 def release_staging(staging: Path) -> None:

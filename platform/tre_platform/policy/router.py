@@ -90,10 +90,14 @@ def build_router(
     def explain_decisions(
         caller: Annotated[User, Depends(user_dependency)],
         session: Annotated[Session, Depends(session_dependency, scope="function")],
-        project: Annotated[str, Query(description="project code or id")],
-        user: Annotated[str | None, Query(description="username or id; default: yourself")] = None,
-        dataset: Annotated[str | None, Query(description="dataset name or id")] = None,
-        action: Annotated[str | None, Query(description=f"one of {', '.join(service.EXPLAINABLE)}")] = None,
+        project: Annotated[str, Query(max_length=200, description="project code or id")],
+        user: Annotated[
+            str | None, Query(max_length=200, description="username or id; default: yourself")
+        ] = None,
+        dataset: Annotated[str | None, Query(max_length=200, description="dataset name or id")] = None,
+        action: Annotated[
+            str | None, Query(max_length=64, description=f"one of {', '.join(service.EXPLAINABLE)}")
+        ] = None,
     ) -> ExplainOut:
         """The policy decisions for a user in a project, with the reasons (admins, or the user concerned).
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import shutil
+import subprocess
 
 import pytest
 from sqlalchemy import Engine, text
@@ -17,11 +20,13 @@ from tre_platform.api.audit.service import (
     _checkpoint_path,
     canonical,
     read_checkpoint,
+    read_witness,
     record,
     verify,
     write_checkpoint,
 )
 from tre_platform.db.session import make_session_factory
+from tre_platform.settings import get_settings
 
 
 def _write_events(session: Session, n: int = 5) -> None:
@@ -157,13 +162,69 @@ def test_an_altered_checkpoint_file_is_detected(session: Session) -> None:
     assert "BROKEN:" in result.message()
 
 
-def test_a_log_without_a_checkpoint_still_verifies(session: Session) -> None:
-    """A data directory with no checkpoint yet (a log written before checkpoints existed) is checked
-    link by link; only a truncated tail goes unseen, as before."""
+def test_deleting_the_checkpoint_is_detected(session: Session) -> None:
+    """With events in the log, a missing checkpoint is reported: otherwise deleting it with the tail
+    would make a truncated log verify."""
     _write_events(session)
     _checkpoint_path().unlink()
     result = verify(session)
+    assert not result.ok
+    assert "checkpoint (audit.head in the data directory) is missing" in (result.problem or "")
+
+
+def test_deleting_the_tail_and_the_checkpoint_is_detected(session: Session, engine: Engine) -> None:
+    _write_events(session)
+    session.close()
+    _drop_guards(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq >= 4"))
+    _checkpoint_path().unlink()
+    result = _verify_fresh(engine)
+    assert not result.ok
+    assert "newest events were deleted" in (result.problem or "")
+
+
+def test_an_older_genuine_checkpoint_put_back_after_deleting_the_tail_is_detected(
+    session: Session, engine: Engine
+) -> None:
+    """The attacker kept a copy of audit.head from event #3, deletes events #4 and #5 and puts the old
+    copy back: a genuine signature, a chain that ends where it says. The witness log saw #5."""
+    _write_events(session, 3)
+    old_checkpoint = _checkpoint_path().read_bytes()
+    _write_events(session, 2)
+    session.close()
+    _drop_guards(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq >= 4"))
+    _checkpoint_path().write_bytes(old_checkpoint)
+    result = _verify_fresh(engine)
+    assert not result.ok
+    assert "an older checkpoint was put back" in (result.problem or "")
+    assert result.broken_seq == 4
+
+
+def test_deleting_the_witness_log_is_detected(session: Session) -> None:
+    _write_events(session)
+    get_settings().resolved_audit_witness_file.unlink()
+    result = verify(session)
+    assert not result.ok
+    assert "witness log" in (result.problem or "")
+
+
+def test_the_witness_log_lives_outside_the_data_directory(session: Session) -> None:
+    """Whoever restores or rewrites the data directory does not roll the witness back with it."""
+    _write_events(session, 2)
+    settings = get_settings()
+    witness = settings.resolved_audit_witness_file
+    assert not witness.is_relative_to(settings.resolved_data_dir)
+    assert witness.read_text().splitlines()[-1].startswith("2:")
+    assert read_witness() == read_checkpoint()
+
+
+def test_an_empty_log_without_checkpoint_verifies(session: Session) -> None:
+    result = verify(session)
     assert result.ok, result.message()
+    assert result.checked == 0
 
 
 def test_a_recomputed_chain_is_detected_by_its_signatures(session: Session, engine: Engine) -> None:
@@ -205,3 +266,55 @@ def test_an_event_rolled_back_with_its_change_leaves_no_trace(session: Session) 
     session.rollback()
     result = verify(session)
     assert result.ok and result.checked == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="chattr +a needs root")
+def test_the_witness_log_is_made_append_only_where_it_can_be(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRE_AUDIT_WITNESS_APPEND_ONLY", "true")
+    get_settings.cache_clear()
+    witness = get_settings().resolved_audit_witness_file
+    try:
+        _write_events(session, 1)
+        attributes = subprocess.run(["lsattr", str(witness)], capture_output=True, text=True).stdout
+        if not attributes:
+            pytest.skip("this filesystem has no file attributes")
+        assert "a" in attributes.split()[0]
+        with pytest.raises(PermissionError):
+            witness.write_text("")  # truncating is refused, even to root
+        _write_events(session, 1)  # appending still works
+        assert read_witness() == read_checkpoint()
+    finally:
+        subprocess.run(["chattr", "-a", str(witness)], check=False)
+
+
+def test_tre_audit_verify_fails_when_the_checkpoint_was_deleted(session: Session) -> None:
+    from typer.testing import CliRunner
+
+    from tre_platform.cli import app
+
+    _write_events(session)
+    session.close()
+    assert CliRunner().invoke(app, ["audit", "verify"]).exit_code == 0
+    _checkpoint_path().unlink()
+    result = CliRunner().invoke(app, ["audit", "verify"])
+    assert result.exit_code == 2
+    assert "BROKEN" in result.stderr and "audit.head" in result.stderr and "missing" in result.stderr
+
+
+def test_checkpoints_written_by_many_threads_at_once_never_collide_or_go_back(session: Session) -> None:
+    """Each writer has its own temporary file and the lock orders them: the newest head wins, and the
+    witness log only ever grows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    heads = [(seq, hashlib.sha256(str(seq).encode()).hexdigest()) for seq in range(1, 41)]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda head: write_checkpoint(*head), heads))
+    assert read_checkpoint() == heads[-1]
+    assert read_witness() == heads[-1]
+    witnessed = [
+        int(line.split(":")[0]) for line in get_settings().resolved_audit_witness_file.read_text().split()
+    ]
+    assert witnessed == sorted(witnessed) and len(set(witnessed)) == len(witnessed)
+    assert not list(_checkpoint_path().parent.glob("audit.head.*.tmp"))

@@ -30,6 +30,7 @@ from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.audit.service import verify
 from tre_platform.api.datasets.models import DatasetVersion
 from tre_platform.pipelines.engines import ROW_GROUP_ROWS
+from tre_platform.pipelines.ingest import sweep_ingest_leftovers
 from tre_platform.pipelines.publish import PAUSED_MARKER, STAGING_PREFIX
 
 TRE = str(Path(sys.executable).with_name("tre"))
@@ -112,6 +113,11 @@ def _staging(parent: Path) -> list[Path]:
     return sorted(p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX)) if parent.exists() else []
 
 
+def _landed(landing: Path) -> list[Path]:
+    """The landing copies of a dataset's deliveries (one directory each)."""
+    return sorted(p for p in landing.iterdir() if p.is_dir()) if landing.exists() else []
+
+
 def _visible(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if not p.name.startswith(".")) if parent.exists() else []
 
@@ -178,6 +184,15 @@ def test_kill_9_mid_ingest_leaves_no_visible_version_and_the_same_delivery_then_
     result = _audit_ok(session)
     assert result.ok, result.message()
 
+    # The killed run's landing copy is removed: by the scheduler's sweep, or else by the next ingest.
+    landing = ingest_world.data_dir / "landing" / "episodes_fast"
+    (killed_copy,) = _landed(landing)
+    if stage == "row_group_written":
+        removed = sweep_ingest_leftovers()
+        assert killed_copy in removed
+        assert _landed(landing) == [] and _staging(research) == [] and _staging(reports) == []
+        assert list(landing.iterdir()) == []  # its claim (lock file) too
+
     # The same delivery publishes on the next run; the crashed run's leftovers are swept.
     rerun = _run(*args)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -185,6 +200,8 @@ def test_kill_9_mid_ingest_leaves_no_visible_version_and_the_same_delivery_then_
     assert (published["version"], published["row_count"]) == (1, rows)
     assert _visible(research) == ["v1"]
     assert _staging(research) == [] and _staging(reports) == []
+    (rerun_copy,) = _landed(landing)  # the finished run's copy stays, the killed run's is gone
+    assert rerun_copy != killed_copy
     assert pq.read_table(research / "v1").num_rows == rows
     assert _sealed_and_intact(research / "v1")
     assert _versions(session, dataset_id) == [(1, str(research / "v1"))]

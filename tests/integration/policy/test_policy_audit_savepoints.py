@@ -118,9 +118,9 @@ def test_a_deny_first_in_a_released_savepoint_is_kept_once_when_the_outer_transa
         policy_engine.decide(session, world.users["carol"], "spawn_workspace", project=p1)
     session.rollback()
     # SQLite (pysqlite) opens the transaction with the savepoint when nothing was written before, so
-    # the release commits it for real; PostgreSQL commits nothing before the outer COMMIT. One copy
-    # either way. (On SQLite the checkpoint then lags one event behind: see ADR 0001.)
-    assert _committed(engine, checkpointed=engine.dialect.name != "sqlite") == [("carol", "deny")]
+    # the release commits it for real (and the checkpoint moves with it: ADR 0015); PostgreSQL commits
+    # nothing before the outer COMMIT. One copy either way.
+    assert _committed(engine) == [("carol", "deny")]
 
 
 def test_a_deny_after_a_bare_flush_joins_the_callers_transaction_instead_of_waiting_on_its_lock(

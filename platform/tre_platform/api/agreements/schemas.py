@@ -39,8 +39,8 @@ class AgreementCreate(_Terms):
     dataset_ids: list[RowId] = Field(default_factory=list, max_length=500)
     any_accredited: bool = False
     recipient_org_ids: list[RowId] = Field(default_factory=list, max_length=500)
-    purposes: list[PurposeCategory] = Field(min_length=1)
-    legal_gateways: list[LegalGateway] = Field(min_length=1)
+    purposes: list[PurposeCategory] = Field(min_length=1, max_length=len(PurposeCategory))
+    legal_gateways: list[LegalGateway] = Field(min_length=1, max_length=len(LegalGateway))
     max_tier: int = Field(3, ge=0, le=4)
     dc_profile: ProfileName = "default"
     dp_epsilon: float | None = Field(None, gt=0, le=100)
@@ -66,8 +66,8 @@ class AgreementUpdate(_Terms):
     dataset_ids: list[RowId] | None = Field(None, max_length=500)
     any_accredited: bool | None = None
     recipient_org_ids: list[RowId] | None = Field(None, max_length=500)
-    purposes: list[PurposeCategory] | None = Field(None, min_length=1)
-    legal_gateways: list[LegalGateway] | None = Field(None, min_length=1)
+    purposes: list[PurposeCategory] | None = Field(None, min_length=1, max_length=len(PurposeCategory))
+    legal_gateways: list[LegalGateway] | None = Field(None, min_length=1, max_length=len(LegalGateway))
     max_tier: int | None = Field(None, ge=0, le=4)
     dc_profile: ProfileName | None = None
     dp_epsilon: float | None = Field(None, gt=0, le=100)

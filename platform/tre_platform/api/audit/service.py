@@ -8,11 +8,20 @@ transaction - denied decisions, which change nothing - are written with :func:`r
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import hmac
 import json
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event as sa_event
@@ -24,6 +33,9 @@ from tre_platform.clock import clock
 from tre_platform.settings import get_settings
 
 SYSTEM_ACTOR = "system"
+log = logging.getLogger(__name__)
+#: Every chain head, for shipping off the host (syslog, a log service): one more witness (ADR 0015).
+witness_log = logging.getLogger("tre.audit.witness")
 
 
 def canonical(event: AuditEvent | dict[str, Any]) -> bytes:
@@ -52,10 +64,18 @@ def _sign(event_hash: str, key: bytes) -> str:
 
 
 def _lock_chain(session: Session) -> None:
-    # PostgreSQL: serialise appends so two transactions never read the same head. SQLite serialises
-    # writers itself; the unique prev_hash is the last line of defence on both.
-    if session.get_bind().dialect.name == "postgresql":
+    # Serialise appends so two transactions never read the same head (a lost or refused event
+    # otherwise). PostgreSQL: an advisory transaction lock. SQLite: take the database's write lock
+    # *before* reading the head - what BEGIN IMMEDIATE does - with a write that touches no row (the
+    # driver begins a transaction before it, and SQLite takes the lock for any write statement, waiting
+    # up to busy_timeout). Without it the head is read outside any transaction and two requests append
+    # after the same event: the unique prev_hash refuses one, and its event is lost.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(724207)"))
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE audit_events SET seq = seq WHERE 0"))
+        session.info[_SQLITE_CONNECTION] = session.connection().connection.dbapi_connection
 
 
 def record(
@@ -161,7 +181,8 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
     """
     key = key if key is not None else get_settings().get_secret_key()
     head = read_checkpoint()
-    if head is None and _checkpoint_path().exists():
+    checkpoint_exists = _checkpoint_path().exists()
+    if head is None and checkpoint_exists:
         return VerifyResult(
             False,
             0,
@@ -169,7 +190,20 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
             problem="the head checkpoint (audit.head in the data directory) is not signed by this "
             "deployment: it was altered, so deleted events could go unnoticed",
         )
-    head_hash_seen: str | None = None
+    witnessed = read_witness()
+    # The newest head known outside the database: the witness log never goes back, the checkpoint may
+    # have been replaced by an older genuine copy.
+    if witnessed is not None and head is not None and head[0] < witnessed[0]:
+        return VerifyResult(
+            False,
+            0,
+            broken_seq=head[0] + 1,
+            problem=f"the head checkpoint records event #{head[0]} but the witness log "
+            f"({get_settings().resolved_audit_witness_file}) saw event #{witnessed[0]}: an older "
+            "checkpoint was put back, so the newest events were probably deleted",
+        )
+    heads = [h for h in (head, witnessed) if h is not None]
+    seen: dict[int, str] = {}
     expected_prev = GENESIS_HASH
     expected_seq = 1
     checked = 0
@@ -197,23 +231,41 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
         expected_prev = event.hash
         expected_seq = event.seq + 1
         last = event
-        if head is not None and event.seq == head[0]:
-            head_hash_seen = event.hash
-    if head is not None and head_hash_seen is not None and head_hash_seen != head[1]:
-        return VerifyResult(
-            False,
-            checked,
-            broken_seq=head[0],
-            problem=f"event #{head[0]} is not the event the head checkpoint recorded: the chain from "
-            "there on was replaced",
-        )
-    if head is not None and (last is None or last.seq < head[0]):
+        if any(event.seq == h[0] for h in heads):
+            seen[event.seq] = event.hash
+    for seq, event_hash in heads:
+        if seq in seen and seen[seq] != event_hash:
+            return VerifyResult(
+                False,
+                checked,
+                broken_seq=seq,
+                problem=f"event #{seq} is not the event the head checkpoint recorded: the chain from "
+                "there on was replaced",
+            )
+    newest = max((h[0] for h in heads), default=0)
+    if (last.seq if last is not None else 0) < newest:
         return VerifyResult(
             False,
             checked,
             broken_seq=(last.seq + 1) if last else 1,
-            problem=f"the log ends at #{last.seq if last else 0} but event #{head[0]} was written: "
+            problem=f"the log ends at #{last.seq if last else 0} but event #{newest} was written: "
             "the newest events were deleted",
+        )
+    if last is not None and not checkpoint_exists:
+        return VerifyResult(
+            False,
+            checked,
+            broken_seq=None,
+            problem=f"the head checkpoint (audit.head in the data directory) is missing but the log holds "
+            f"{checked} events: it was deleted, so deleted events could go unnoticed",
+        )
+    if last is not None and witnessed is None:
+        return VerifyResult(
+            False,
+            checked,
+            broken_seq=None,
+            problem=f"the witness log ({get_settings().resolved_audit_witness_file}) is missing or holds no "
+            f"head signed by this deployment but the log holds {checked} events: it was removed",
         )
     return VerifyResult(
         True, checked, head_seq=last.seq if last else None, head_hash=last.hash if last else None
@@ -222,39 +274,117 @@ def verify(session: Session, *, key: bytes | None = None) -> VerifyResult:
 
 # The head checkpoint lives outside the database (in the data directory), signed with the deployment
 # secret, so deleting the newest rows - which leaves a valid but shorter chain - is still detected.
+# Every head it takes is also appended to the witness log, outside the data directory (ADR 0015), so
+# deleting the checkpoint or putting back an older genuine copy is detected too.
 
 
-def _checkpoint_path() -> Any:
+def _checkpoint_path() -> Path:
     return get_settings().ensure_data_dir() / "audit.head"
 
 
-def write_checkpoint(seq: int, event_hash: str) -> None:
-    import os
+def _head_signature(seq: int, event_hash: str) -> str:
+    payload = f"{seq}:{event_hash}".encode()
+    return hmac.new(get_settings().get_secret_key(), payload, hashlib.sha256).hexdigest()
 
-    settings = get_settings()
-    payload = f"{seq}:{event_hash}"
-    signature = hmac.new(settings.get_secret_key(), payload.encode(), hashlib.sha256).hexdigest()
+
+def _parse_head(line: str) -> tuple[int, str] | None:
+    """``seq:hash:signature`` signed by this deployment, else None."""
+    try:
+        seq_text, event_hash, signature = line.strip().split(":")
+        seq = int(seq_text)
+    except ValueError:
+        return None
+    if not hmac.compare_digest(_head_signature(seq, event_hash), signature):
+        return None
+    return seq, event_hash
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    # flock conflicts between two open() of the file even in one process, so threads are serialised too.
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(seq: int, event_hash: str) -> None:
+    """Move the head checkpoint forward to ``(seq, event_hash)`` and witness it (never backwards).
+
+    Atomic: written to a temporary file unique to this process and thread, then renamed over the old one,
+    under an exclusive lock so concurrent commits cannot interleave.
+    """
     path = _checkpoint_path()
-    current = read_checkpoint()
-    if current is not None and current[0] >= seq:
-        return
-    tmp = path.with_name(f"audit.head.{os.getpid()}.tmp")
-    tmp.write_text(f"{payload}:{signature}\n")
-    os.replace(tmp, path)
+    line = f"{seq}:{event_hash}:{_head_signature(seq, event_hash)}\n"
+    with _exclusive(path.with_name("audit.head.lock")):
+        current = read_checkpoint()
+        if current is not None and current[0] >= seq:
+            return
+        tmp = path.with_name(f"audit.head.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_text(line)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _witness(line)
 
 
 def read_checkpoint() -> tuple[int, str] | None:
+    """The checkpoint's ``(seq, hash)``, or None when it is missing or not signed by this deployment."""
     path = _checkpoint_path()
     if not path.exists():
         return None
+    return _parse_head(path.read_text())
+
+
+def _witness(line: str) -> None:
+    path = get_settings().resolved_audit_witness_file
     try:
-        seq_text, event_hash, signature = path.read_text().strip().split(":")
-    except ValueError:
+        created = not path.exists()
+        if created:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        if created and get_settings().audit_witness_append_only:
+            _make_append_only(path)
+    except OSError:
+        # The event is committed; a witness that cannot be written shows up in `tre audit verify`.
+        log.exception("could not append the audit head to the witness log %s", path)
+    witness_log.info("audit head %s", line.strip())
+
+
+def _make_append_only(path: Path) -> None:
+    # Best effort: needs CAP_LINUX_IMMUTABLE (root) and a filesystem that supports it.
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        return
+    with suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([chattr, "+a", str(path)], capture_output=True, check=False, timeout=5)
+
+
+def read_witness() -> tuple[int, str] | None:
+    """The newest head in the witness log signed by this deployment, or None (missing, or nothing valid).
+
+    Lines are appended in increasing order under the checkpoint's lock, so the newest is the last valid one.
+    """
+    path = get_settings().resolved_audit_witness_file
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - 65_536))
+            tail = handle.read().decode(errors="replace")
+    except OSError:
         return None
-    expected = hmac.new(get_settings().get_secret_key(), f"{seq_text}:{event_hash}".encode(), hashlib.sha256)
-    if not hmac.compare_digest(expected.hexdigest(), signature):
-        return None
-    return int(seq_text), event_hash
+    for line in reversed(tail.splitlines()):
+        head = _parse_head(line)
+        if head is not None:
+            return head
+    return None
 
 
 # What a transaction has written, kept in session.info and checked against what it commits --------
@@ -271,6 +401,8 @@ _KEPT = "tre_audit_kept"
 _UNDONE = "tre_audit_savepoint_undone"
 #: The transaction flushed (and so holds SQLite's write lock) even if nothing is pending now.
 _FLUSHED = "tre_flushed"
+#: SQLite: the driver connection the transaction appended on (see _released_for_real).
+_SQLITE_CONNECTION = "tre_audit_sqlite_connection"
 
 
 @dataclass
@@ -351,18 +483,31 @@ def _restore_after_savepoints(session: Session) -> None:
 @sa_event.listens_for(Session, "after_commit")
 def _move_checkpoint(session: Session) -> None:
     if session.in_nested_transaction():
-        return  # a savepoint was released: nothing is committed before the outermost transaction is
+        # A savepoint was released: nothing is committed before the outermost transaction is - except
+        # on SQLite when the savepoint opened the database's transaction (pysqlite begins none before
+        # it), whose release commits for real. Then the checkpoint moves now (it never goes back).
+        head = session.info.get(_HEAD)
+        if head is not None and _released_for_real(session):
+            write_checkpoint(*head)
+        return
     session.info.pop(_KEPT, None)
     head = session.info.pop(_HEAD, None)
     if head is not None:
         write_checkpoint(*head)
 
 
+def _released_for_real(session: Session) -> bool:
+    # The driver's own connection, noted by record(): SQLAlchemy allows no SQL in after_commit, but
+    # pysqlite says whether the database is still in a transaction.
+    dbapi = session.info.get(_SQLITE_CONNECTION)
+    return dbapi is not None and not dbapi.in_transaction
+
+
 @sa_event.listens_for(Session, "after_transaction_end")
 def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is not None:
         return
-    for key in (_HEAD, _UNDONE, _FLUSHED):
+    for key in (_HEAD, _UNDONE, _FLUSHED, _SQLITE_CONNECTION):
         session.info.pop(key, None)
     # Kept events still listed: the outermost transaction ended without a commit (rollback, close, an
     # exception). Its connection is back in the pool and its locks are gone, so they can be written.

@@ -20,7 +20,7 @@ from tre_platform.api.datasets.schemas import (
     VersionDestroy,
     VersionLifecycleOut,
 )
-from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
+from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId, VersionNumber
 from tre_platform.pipelines import (
     ENGINES,
     DeliveryError,
@@ -119,7 +119,7 @@ def version_lifecycles(
 )
 def archive_version(
     dataset_id: PathId,
-    version: Annotated[int, Path(ge=1)],
+    version: VersionNumber,
     body: VersionArchive,
     session: DbSession,
     actor: CurrentActor,
@@ -134,7 +134,7 @@ def archive_version(
 )
 def destroy_version(
     dataset_id: PathId,
-    version: Annotated[int, Path(ge=1)],
+    version: VersionNumber,
     body: VersionDestroy,
     session: DbSession,
     actor: CurrentActor,
@@ -165,6 +165,10 @@ _DELIVERY_BODY: dict[str, Any] = {
 }
 
 
+#: Bytes of an upload gathered before a worker thread writes them to the landing zone.
+_WRITE_BYTES = 1_048_576
+
+
 async def _receive_delivery(request: Request, filename: str | None) -> StoredDelivery:
     """Stream the request body into the landing zone (raw or multipart), enforcing the upload limit."""
     settings = request.app.state.settings
@@ -178,12 +182,18 @@ async def _receive_delivery(request: Request, filename: str | None) -> StoredDel
         upload = MultipartUpload(content_type, max_bytes=limit, settings=settings)
     else:
         upload = DeliveryUpload(filename=filename or "delivery", max_bytes=limit, settings=settings)
-    # Chunks (64 KiB from the server) are written as they arrive: a local append is short enough not to
-    # need a worker thread, and memory stays at one chunk.
+    # Chunks are gathered up to _WRITE_BYTES and written by a worker thread, never on the event loop
+    # (a slow or full disk would stop every other request); memory stays at one batch.
     with upload:
+        batch = bytearray()
         async for chunk in request.stream():
-            upload.write(chunk)
-        return upload.finish()
+            batch += chunk
+            if len(batch) >= _WRITE_BYTES:
+                await run_in_threadpool(upload.write, bytes(batch))
+                batch.clear()
+        if batch:
+            await run_in_threadpool(upload.write, bytes(batch))
+        return await run_in_threadpool(upload.finish)
 
 
 @router.post(

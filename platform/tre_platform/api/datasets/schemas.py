@@ -36,6 +36,13 @@ class ColumnType(enum.StrEnum):
 _ORDERED = {ColumnType.integer, ColumnType.float, ColumnType.date, ColumnType.datetime}
 
 
+#: A column's lower or upper bound: a finite number, or a date/time as text.
+BoundValue = (
+    Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
+    | Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
+)
+
+
 class ColumnSpec(InputSchema):
     """One column of a dataset: what a delivery must contain and how linkage treats it."""
 
@@ -45,8 +52,8 @@ class ColumnSpec(InputSchema):
     description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
     #: For a categorical column: the only values a delivery may hold.
     allowed: list[AllowedValue] | None = Field(None, max_length=1000)
-    min: float | str | None = None
-    max: float | str | None = None
+    min: BoundValue | None = None
+    max: BoundValue | None = None
     #: True for a direct identifier (name, NHS number, address ...): dropped after linkage.
     identifier: bool = False
     #: The reference index a direct identifier is matched to.

@@ -10,11 +10,12 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
 
 from tre_platform.api.body_limit import capped_receive
-from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId
+from tre_platform.api.deps import CurrentActor, DbSession, Paging, PathId, QueryId
 from tre_platform.api.releases import budget, dp, service
 from tre_platform.api.releases import bundle as bundles
 from tre_platform.api.releases.files import FilePolicy
@@ -38,6 +39,8 @@ from tre_platform.api.releases.schemas import (
 from tre_platform.errors import InvalidInput
 from tre_platform.settings import get_settings
 
+#: The most a JSON form field (spec, client_check) may hold.
+_JSON_FORM_BYTES = 1_000_000
 #: Room for the form's other fields and the multipart framing around the two files.
 _FORM_OVERHEAD = 1_048_576
 
@@ -131,7 +134,7 @@ def list_requests(
     actor: CurrentActor,
     page: Paging,
     state: ReleaseState | None = None,
-    project_id: str | None = None,
+    project_id: QueryId | None = None,
 ) -> list[ReleaseOut]:
     found = service.list_requests(
         session, actor, state=state, project_id=project_id, limit=page.limit, offset=page.offset
@@ -157,15 +160,22 @@ async def add_file(
     name: Annotated[str, Form(max_length=100)],
     kind: Annotated[FileKind, Form()],
     content: Annotated[UploadFile, File(description="the output itself")],
-    spec: Annotated[str | None, Form(description="the declared computation, JSON")] = None,
-    client_check: Annotated[str | None, Form(description="the workspace's own pre-check, JSON")] = None,
+    spec: Annotated[
+        str | None, Form(max_length=_JSON_FORM_BYTES, description="the declared computation, JSON")
+    ] = None,
+    client_check: Annotated[
+        str | None, Form(max_length=_JSON_FORM_BYTES, description="the workspace's own pre-check, JSON")
+    ] = None,
     description: Annotated[str, Form(max_length=2000)] = "",
     data: Annotated[UploadFile | None, File(description="the data the output was computed from")] = None,
 ) -> FileOut:
     policy = FilePolicy.load(get_settings())
     body = await _read_capped(content, policy.kind(kind).max_bytes, "content")
     data_bytes = await _read_capped(data, policy.max_data_bytes, "data") if data is not None else None
-    stored = service.add_file(
+    # The checks and the database write run in a worker thread: on the event loop a wait for the
+    # database's write lock would stop every other request, /healthz included.
+    stored = await run_in_threadpool(
+        service.add_file,
         session,
         actor,
         request_id,

@@ -84,7 +84,7 @@ class BundleVerifyOut(OutputSchema):
 
 class ChargeCreate(InputSchema):
     dataset_ids: list[RowId] = Field(min_length=1, max_length=50)
-    epsilon: float = Field(ge=0, allow_inf_nan=False)
+    epsilon: float = Field(ge=0, le=1_000_000, allow_inf_nan=False)
     delta: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False)
     description: ShortText
 

@@ -684,6 +684,10 @@ def revoke_api_token(session: Session, actor: Actor, token_id: str) -> ApiToken:
     return token
 
 
+#: How stale an API token's ``last_used_at`` may be.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
 def resolve_api_token(session: Session, raw: str) -> ApiToken:
     """The live token for ``raw`` (and notes its use), or Unauthenticated saying what is wrong."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == security.hash_token(raw)))
@@ -710,7 +714,10 @@ def resolve_api_token(session: Session, raw: str) -> ApiToken:
             )
         seen.add(parent.id)
         ancestor = parent
-    token.last_used_at = now
+    # Noted at most once a minute: the write takes SQLite's write lock for the rest of the request, so
+    # writing it on every request would make every read wait for every other request.
+    if token.last_used_at is None or now - _aware(token.last_used_at) >= LAST_USED_RESOLUTION:
+        token.last_used_at = now
     return token
 
 
