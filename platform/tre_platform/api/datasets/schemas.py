@@ -161,6 +161,46 @@ def check_identifier_mapping(columns: list[ColumnSpec]) -> None:
         taken[key] = column.name
 
 
+def check_columns(columns: list[ColumnSpec]) -> None:
+    """A schema's columns: unique names, at least one research column, identifiers mapped.
+
+    Raises:
+        ValueError: Saying what to change.
+    """
+    names = [c.name for c in columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"column names must be unique; repeated: {', '.join(duplicates)}")
+    if all(c.identifier for c in columns):
+        raise ValueError("every column is an identifier: a dataset needs at least one research column")
+    check_identifier_mapping(columns)
+
+
+class SchemaRevision(InputSchema):
+    """A new version of a dataset's schema; published versions keep the schema they were ingested under."""
+
+    schema_: list[ColumnSpec] = Field(alias="schema", min_length=1, max_length=500)
+    reason: Reason
+
+    model_config = InputSchema.model_config | {"populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _columns(self) -> Self:
+        check_columns(self.schema_)
+        return self
+
+
+class SchemaVersionOut(OutputSchema):
+    version: int
+    schema_: list[dict[str, Any]] = Field(alias="schema", validation_alias="schema")
+    reason: str
+    created_at: dt.datetime
+    #: Published dataset versions ingested under this schema.
+    dataset_versions: list[int] = []
+
+    model_config = OutputSchema.model_config | {"populate_by_name": True, "serialize_by_alias": True}
+
+
 class DatasetCreate(InputSchema):
     """Register a dataset (its schema; deliveries are ingested later against it)."""
 
@@ -182,13 +222,7 @@ class DatasetCreate(InputSchema):
 
     @model_validator(mode="after")
     def _columns(self) -> Self:
-        names = [c.name for c in self.schema_]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"column names must be unique; repeated: {', '.join(duplicates)}")
-        if all(c.identifier for c in self.schema_):
-            raise ValueError("every column is an identifier: a dataset needs at least one research column")
-        check_identifier_mapping(self.schema_)
+        check_columns(self.schema_)
         return self
 
 
@@ -219,6 +253,7 @@ class DatasetOut(OutputSchema):
     created_at: dt.datetime
     research_columns: list[str]
     identifier_columns: dict[str, str]
+    schema_version: int = 1
 
     model_config = OutputSchema.model_config | {"populate_by_name": True, "serialize_by_alias": True}
 
