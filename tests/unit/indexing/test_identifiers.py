@@ -141,3 +141,23 @@ def test_growth_is_repeatable(world: World, tmp_path: Path) -> None:
         match(records, index, spec_for("hospital_episodes", on_unmatched="add"))
         sizes.append(np.sort(index.entries["family_name"].fillna("").to_numpy()).tolist())
     assert sizes[0] == sizes[1]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "drop"),
+    [("hospital_episodes", ()), ("labour_force_survey", ()), ("hospital_episodes", ("nhs_number",))],
+)
+def test_estimated_precision_and_recall_are_within_two_points_of_the_truth_on_the_demo_world(
+    world: World, tmp_path: Path, dataset: str, drop: tuple[str, ...]
+) -> None:
+    from tre_lib.indexing.demo import build_index_from_world, expected_surrogates
+
+    records, truth = make_dataset(world, dataset, 800, seed=7)
+    index, index_truth = build_index_from_world(world, "demographic", tmp_path / "people", fraction=0.9)
+    expected = expected_surrogates(truth, index_truth, spec_for(dataset).record_id)
+    result = match(records.drop(columns=list(drop)), index, spec_for(dataset), expected=expected)
+    estimated, accuracy = result.report.estimated, result.report.accuracy
+    assert accuracy is not None and estimated
+    assert abs(estimated["precision"] - accuracy["precision"]) <= 0.02
+    assert abs(estimated["recall"] - accuracy["recall"]) <= 0.02
+    assert 0.0 < result.report.blocking["estimated_recall"] <= 1.0
