@@ -265,19 +265,23 @@ def febrl_case(console: Console, wheel: Path | None, rows: list[Row], case: int)
 def synthetic_growth(console: Console, size: int, rows: list[Row]) -> None:
     """A first delivery of ``size`` records (no national id) into an index holding half the people."""
     from tre_lib.indexing.demo import build_index_from_world
+    from tre_lib.indexing.identifiers import load_declaration
     from tre_lib.synth import generate_world, make_dataset
 
     n_people = size
     world = generate_world(n_people, seed=3)
-    records, truth = make_dataset(world, "gp_registrations", size, seed=4)
+    records, truth = make_dataset(world, "hospital_episodes", size, seed=4)
     records = records.drop(columns=[c for c in ("nhs_number", "ni_number") if c in records])
     id_column = records.columns[0]
     with tempfile.TemporaryDirectory() as tmp:
         deployment = Deployment(Path(tmp))
         directory = Path(tmp) / "tre" / "linkage" / "indexes" / "demographic"
         _, index_truth = build_index_from_world(world, "demographic", directory, fraction=0.5, seed=1)
-        identifiers = [c for c in records.columns if c != id_column]
-        schema = [{"name": id_column, "type": "string"}, *(_identifier(c) for c in identifiers)]
+        people = load_declaration("demographic")
+        schema = [
+            _identifier(c) if people.identifier_for(c) else {"name": c, "type": "string", "required": False}
+            for c in records.columns
+        ]
         deployment.register("delivery", schema)
         t0 = time.perf_counter()
         report = deployment.ingest("delivery", records)

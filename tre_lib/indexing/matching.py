@@ -384,8 +384,9 @@ def _splink_pass(
     training_sdf = db_api.register(_as_arrow(delivery_df.iloc[training_rows]), table_name=f"delivery_{token}")
     if saved_model is not None:
         linker = Linker([training_sdf, index_sdf], saved_model, log_level=_SPLINK_LOG_LEVEL)
-        _register_index_tf(linker, db_api, index_df, spec, available, token)
         note("saved model reused: no training")
+        _register_index_tf(linker, db_api, index_df, spec, available, token)
+        note("term-frequency tables from the index's entries")
     else:
         settings = SettingsCreator(
             link_type="link_only",
@@ -398,6 +399,9 @@ def _splink_pass(
         u_from_index = (
             spec.u_from_index and len(index_df) * (len(index_df) - 1) // 2 >= spec.u_min_index_pairs
         )
+        # Each note follows the step it times (a note measures the time since the previous one).
+        if sampled:
+            note(f"training on a random {spec.training_records} of {len(delivery_df)} delivery records")
         linker = Linker(
             [training_sdf, index_sdf],
             _with_index_u([training_sdf, index_sdf], settings, spec, available, len(index_df))
@@ -405,18 +409,16 @@ def _splink_pass(
             else settings,
             log_level=_SPLINK_LOG_LEVEL,
         )
-        _register_index_tf(linker, db_api, index_df, spec, available, token)
-        if sampled:
-            note(f"training on a random {spec.training_records} of {len(delivery_df)} delivery records")
-        n_labels = int(pd.notna(det_sid[training_rows]).sum())
         if u_from_index:
             note(f"u by random sampling of pairs of index entries (max_pairs={spec.u_max_pairs:.0f})")
+        _register_index_tf(linker, db_api, index_df, spec, available, token)
+        note("term-frequency tables from the index's entries")
+        n_labels = int(pd.notna(det_sid[training_rows]).sum())
         _train(linker, spec, available, n_labels, note, estimate_u=not u_from_index)
 
     remainder_sdf = db_api.register(
         _as_arrow(delivery_df.iloc[remainder_rows]), table_name=f"remainder_{token}"
     )
-    note("term-frequency tables")
     # link_and_dedupe: predict_between only ever pairs left with right, and with "link_only" Splink adds a
     # source-dataset filter whose join on concatenated ids DuckDB runs as a slow nested loop (20 s for
     # 2k x 30k records); the pairs are the same without it.

@@ -161,3 +161,17 @@ def test_estimated_precision_and_recall_are_within_two_points_of_the_truth_on_th
     assert abs(estimated["precision"] - accuracy["precision"]) <= 0.02
     assert abs(estimated["recall"] - accuracy["recall"]) <= 0.02
     assert 0.0 < result.report.blocking["estimated_recall"] <= 1.0
+
+
+def test_the_same_delivery_into_the_same_index_gives_the_same_links(world: World, tmp_path: Path) -> None:
+    from tre_lib.indexing.demo import build_index_from_world
+
+    records, _ = make_dataset(world, "labour_force_survey", 600, seed=9)
+    runs = []
+    for run in range(2):
+        index, _ = build_index_from_world(world, "demographic", tmp_path / f"run{run}", fraction=0.9, seed=1)
+        # The index's surrogate ids are random per build: compare links by the entry's row in the index.
+        row_of = {sid: i for i, sid in enumerate(index.entries["surrogate_id"])}
+        result = match(records, index, spec_for("labour_force_survey"))
+        runs.append((result.links["method"].tolist(), [row_of.get(s) for s in result.links["surrogate_id"]]))
+    assert runs[0] == runs[1]
