@@ -63,11 +63,15 @@ class MatchResult:
             weight null).
         report: The match-quality report.
         model: The trained Splink model (settings JSON as a dict), or ``None`` if Splink did not run.
+        review: The clerical-review queue: ``record_id``, ``surrogate_id`` (the candidate entry),
+            ``match_probability`` and the record's normalised attributes, for records whose best candidate
+            scored between ``spec.review_match_probability`` and the threshold (linkage zone only).
     """
 
     links: pd.DataFrame
     report: MatchQualityReport
     model: dict[str, Any] | None = None
+    review: pd.DataFrame | None = None
 
     def method_counts(self) -> dict[str, int]:
         """Number of records per method."""
@@ -724,11 +728,35 @@ def match(
         seconds={k: round(v, 3) for k, v in timings.items()},
     )
     report.estimated, report.blocking = _estimates(linked, spec, attrs, growth)
+    review = _review_queue(linked, spec, attrs, record_ids)
+    report.review = {
+        "lower_match_probability": spec.review_match_probability,
+        "upper_match_probability": spec.threshold_match_probability,
+        "queued": 0 if review is None else len(review),
+    }
     if expected is not None:
         report.accuracy = evaluate_links(links, expected)
     if charts_dir is not None and outcome is not None:
         report.charts = _save_charts(outcome, _threshold_weight(spec), Path(charts_dir))
-    return MatchResult(links=links, report=report, model=outcome.model if outcome else None)
+    return MatchResult(links=links, report=report, model=outcome.model if outcome else None, review=review)
+
+
+def _review_queue(
+    linked: AttributeLinks, spec: MatchSpec, attrs: pd.DataFrame, record_ids: np.ndarray
+) -> pd.DataFrame | None:
+    """Records whose best candidate scored between the review and the match thresholds."""
+    outcome = linked.outcome
+    if outcome is None or spec.review_match_probability is None:
+        return None
+    best = outcome.best
+    lower = best["match_probability"] >= spec.review_match_probability
+    queued = best[lower & (best["match_weight"] < _threshold_weight(spec))].sort_values("row")
+    rows = queued["row"].to_numpy()
+    frame = attrs.iloc[rows].reset_index(drop=True)
+    frame.insert(0, "record_id", record_ids[rows])
+    frame.insert(1, SURROGATE_ID, queued[SURROGATE_ID].to_numpy())
+    frame.insert(2, "match_probability", queued["match_probability"].to_numpy())
+    return frame
 
 
 def _estimates(

@@ -37,6 +37,7 @@ class MatchQualityReport:
         findings: Problems a data owner must see (an identifier its normaliser mostly blanked...).
         estimated: Precision and recall estimated from the match probabilities (no truth needed).
         blocking: The blocking rules, their comparison counts and estimated recall.
+        review: The clerical-review thresholds and how many records were queued.
     """
 
     kind: str
@@ -59,6 +60,7 @@ class MatchQualityReport:
     findings: list[str] = field(default_factory=list)
     estimated: dict[str, Any] = field(default_factory=dict)
     blocking: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types."""

@@ -38,6 +38,8 @@ class MatchSpec:
         term_frequency_columns: Columns whose exact-match levels use term-frequency adjustments.
         threshold_match_probability: Keep the best link only if its match probability is at least this.
         threshold_match_weight: If set, used instead of the probability threshold.
+        review_match_probability: Lower threshold of clerical review: a record whose best candidate scores
+            at least this but below the threshold is queued for a linkage reviewer (``None``: no queue).
         one_to_one: Link each index entry to at most one delivery record (as well as each record to at most
             one entry): right for a deduplicated index and a delivery with one record per entity (a
             register, a census), wrong for event data (several hospital episodes per person).
@@ -74,6 +76,7 @@ class MatchSpec:
     term_frequency_columns: tuple[str, ...] = ()
     threshold_match_probability: float = 0.9
     threshold_match_weight: float | None = None
+    review_match_probability: float | None = 0.5
     one_to_one: bool = False
     on_unmatched: Literal["add", "report"] = "report"
     backend: Literal["duckdb", "spark"] = "duckdb"
@@ -103,6 +106,10 @@ class MatchSpec:
             raise ValueError("backend='spark' needs spark_session=<SparkSession with Splink's jar loaded>.")
         if not 0.0 < self.threshold_match_probability <= 1.0:
             raise ValueError("threshold_match_probability must be in (0, 1].")
+        if self.review_match_probability is not None and not 0.0 < self.review_match_probability <= 1.0:
+            raise ValueError(
+                "review_match_probability must be in (0, 1] (at or above the threshold: no queue)."
+            )
         if not 0.0 < self.deterministic_recall <= 1.0:
             raise ValueError("deterministic_recall must be in (0, 1].")
 

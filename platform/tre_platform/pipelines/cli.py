@@ -111,6 +111,12 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"{estimated['precision']:.3f}, recall {estimated['recall']:.3f}; blocking recall "
                 f"{_num((m.get('blocking') or {}).get('estimated_recall'))}"
             )
+        review = m.get("review") or {}
+        if review.get("queued"):
+            console.print(
+                f"  clerical review: {review['queued']} records whose best candidate scored between "
+                f"{review['lower_match_probability']} and {review['upper_match_probability']} are queued"
+            )
         growth = m.get("growth") or {}
         if growth:
             console.print(

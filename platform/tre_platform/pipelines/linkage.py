@@ -40,6 +40,8 @@ from tre_platform.errors import InvalidInput
 from tre_platform.pipelines.validation import ColumnRule
 
 ROW = "_row"
+#: The clerical-review queue of a group, beside its charts in the linkage zone's reports directory.
+REVIEW_QUEUE = "review_queue.parquet"
 #: Below this many rows, Splink's Spark backend samples u in one chunk.
 SMALL_FOR_SPARK = 100_000
 
@@ -278,6 +280,10 @@ def link(
             notes.append(f"probabilistic matching skipped: too few records to train a model ({exc})"[:300])
             spec = spec.with_overrides(comparisons=None)
             result = match(delivery, index, spec, charts_dir=charts_dir, expected=expected)
+        if result.review is not None and len(result.review) and charts_dir is not None:
+            # The review queue holds identifiers: it stays in the linkage zone beside the reports.
+            charts_dir.mkdir(parents=True, exist_ok=True)
+            result.review.to_parquet(charts_dir / REVIEW_QUEUE, index=False)
         ids = result.links.set_index("record_id")[SURROGATE_ID]
         links[group.id_column] = ids.reindex(links[ROW].to_numpy()).to_numpy()
         report = json.loads(result.report.to_json())

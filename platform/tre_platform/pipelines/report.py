@@ -46,6 +46,8 @@ def _match_summary(report: dict[str, Any]) -> dict[str, Any]:
         # Precision and recall estimated from the match probabilities (no truth file needed).
         "estimated": report.get("estimated") or {},
         "blocking": report.get("blocking") or {},
+        # Candidates between the review and the match thresholds, queued for a linkage reviewer.
+        "review": report.get("review") or {},
     }
 
 

@@ -175,3 +175,20 @@ def test_the_same_delivery_into_the_same_index_gives_the_same_links(world: World
         result = match(records, index, spec_for("labour_force_survey"))
         runs.append((result.links["method"].tolist(), [row_of.get(s) for s in result.links["surrogate_id"]]))
     assert runs[0] == runs[1]
+
+
+def test_candidates_between_the_review_and_match_thresholds_are_queued_not_linked(
+    world: World, tmp_path: Path
+) -> None:
+    from tre_lib.indexing.demo import build_index_from_world
+
+    records, _ = make_dataset(world, "labour_force_survey", 600, seed=9)
+    index, _ = build_index_from_world(world, "demographic", tmp_path / "people", fraction=0.9, seed=1)
+    spec = spec_for("labour_force_survey", threshold_match_probability=0.999, review_match_probability=0.3)
+    result = match(records, index, spec)
+    review = result.review
+    assert review is not None and len(review) == result.report.review["queued"] > 0
+    assert review["match_probability"].between(0.3, 0.999, inclusive="left").all()
+    queued = result.links.set_index("record_id").loc[review["record_id"]]
+    assert queued["method"].eq("unmatched").all()
+    assert {"given_name", "family_name", "dob"} <= set(review.columns)  # side by side needs the record
