@@ -670,7 +670,17 @@ def dataset_register(
     as_user: AsUser = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Register a dataset and its schema (a data owner of the owning organisation, or admin)."""
+    """Register a dataset and its schema (a data owner of the owning organisation, or admin).
+
+    The file: {"name": "people", "title": "People", "owner_org_id": "<org id>", "tier": 2,
+    "on_unmatched": "add", "schema": [{"name": "rec_id", "type": "string"},
+    {"name": "surname", "type": "string", "identifier": true, "index": "demographic"},
+    {"name": "soc_sec_id", "type": "string", "identifier": true, "index": "demographic",
+    "maps_to": "national_id"}, {"name": "born", "type": "date", "format": "%d/%m/%Y",
+    "identifier": true, "index": "demographic", "maps_to": "dob"}]}.
+    Column types: string, integer, float, boolean, date (format: strptime, default %Y-%m-%d), datetime.
+    maps_to names an identifier declared in policies/indexes/<index>.toml (aliases need none).
+    """
     from tre_platform.api.datasets.schemas import DatasetCreate, DatasetOut
     from tre_platform.api.datasets.service import register_dataset
 

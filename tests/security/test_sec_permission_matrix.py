@@ -209,6 +209,18 @@ MATRIX: dict[str, Case] = {
         no_body(), statuses(200, output_checker=403), query=lambda _w, _r: {"q": "dataset", "column": "age"}
     ),
     "GET /api/v1/datasets/{dataset_id}/lifecycle": Case(ids(dataset_id="hes"), OWNER_200),
+    # A schema revision: each role adds its own column, so no revision repeats the current schema.
+    "POST /api/v1/datasets/{dataset_id}/schema": Case(
+        body(
+            lambda _w, r: {
+                "schema": [{"name": "age", "type": "integer"}, {"name": f"note_{r}", "type": "string"}],
+                "reason": "a new column",
+            },
+            dataset_id="hes",
+        ),
+        statuses(403, admin=200, data_owner=200),
+    ),
+    "GET /api/v1/datasets/{dataset_id}/schemas": Case(ids(dataset_id="hes"), OWNER_200),
     # The world's datasets have no published version: even their owners are told version 1 does not exist.
     "POST /api/v1/datasets/{dataset_id}/versions/{version}/archive": Case(
         lambda w, _r: ({"dataset_id": w.ids["hes"], "version": "1"}, {"reason": "superseded"}), statuses(404)

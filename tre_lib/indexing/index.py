@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from tre_lib.indexing import normalise as nz
+from tre_lib.indexing.identifiers import load_declaration
 
 IndexKind = Literal["demographic", "business", "address", "geography", "classification"]
 INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
@@ -52,21 +53,8 @@ class IndexConflictError(ReferenceIndexError):
 
 
 def _normalise_demographic(df: pd.DataFrame) -> pd.DataFrame:
-    given = nz.normalise_name(df["given_name"])
-    postcode = nz.normalise_postcode(df["postcode"])
-    return pd.DataFrame(
-        {
-            "nhs_number": nz.normalise_nhs_number(df["nhs_number"]),
-            "ni_number": nz.normalise_ni_number(df["ni_number"]),
-            "given_name": given,
-            "given_name_canonical": nz.canonical_given_name(given),
-            "family_name": nz.normalise_name(df["family_name"]),
-            "dob": nz.normalise_date(df["dob"]),
-            "sex": nz.normalise_sex(df["sex"]),
-            "postcode": postcode,
-        },
-        index=df.index,
-    )
+    # The person index's identifiers are declared as data (policies/indexes/demographic.toml).
+    return load_declaration("demographic").normalise(df)
 
 
 def _normalise_business(df: pd.DataFrame) -> pd.DataFrame:
@@ -133,10 +121,7 @@ class KindSchema:
 
 
 KIND_SCHEMAS: dict[str, KindSchema] = {
-    "demographic": KindSchema(
-        ("nhs_number", "ni_number", "given_name", "family_name", "dob", "sex", "postcode"),
-        _normalise_demographic,
-    ),
+    "demographic": KindSchema(load_declaration("demographic").inputs, _normalise_demographic),
     "business": KindSchema(("business_name", "company_number", "postcode", "sic_code"), _normalise_business),
     "address": KindSchema(("uprn", "house_number", "street", "town", "postcode"), _normalise_address),
     "geography": KindSchema(("postcode", "lsoa_code", "la_code", "region_code"), _normalise_geography),
@@ -350,7 +335,8 @@ class ReferenceIndex:
 
     def matching_frame(self) -> pd.DataFrame:
         """The surrogate id and normalised attributes (no bookkeeping columns), for matching."""
-        return self.entries[[SURROGATE_ID, *self.attributes]]
+        # An index saved before an identifier was declared has no column for it: missing, not an error.
+        return self.entries.reindex(columns=[SURROGATE_ID, *self.attributes])
 
 
 def _empty_entries(kind: str) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,13 @@ import pyarrow as pa
 
 from tre_lib.indexing.index import SURROGATE_ID, ReferenceIndex, normalise_records
 from tre_lib.indexing.normalise import format_postcode
-from tre_lib.indexing.report import MatchQualityReport, evaluate_links, parameters_from_model
+from tre_lib.indexing.report import (
+    MatchQualityReport,
+    blocking_recall_from_model,
+    estimate_quality,
+    evaluate_links,
+    parameters_from_model,
+)
 from tre_lib.indexing.spec import MatchSpec
 
 logger = logging.getLogger(__name__)
@@ -57,11 +63,15 @@ class MatchResult:
             weight null).
         report: The match-quality report.
         model: The trained Splink model (settings JSON as a dict), or ``None`` if Splink did not run.
+        review: The clerical-review queue: ``record_id``, ``surrogate_id`` (the candidate entry),
+            ``match_probability`` and the record's normalised attributes, for records whose best candidate
+            scored between ``spec.review_match_probability`` and the threshold (linkage zone only).
     """
 
     links: pd.DataFrame
     report: MatchQualityReport
     model: dict[str, Any] | None = None
+    review: pd.DataFrame | None = None
 
     def method_counts(self) -> dict[str, int]:
         """Number of records per method."""
@@ -79,6 +89,7 @@ class _SplinkOutcome:
     n_with_candidates: int
     linker: Any
     trained: bool
+    n_pairs: int = 0
 
 
 def _deterministic_pass(
@@ -377,8 +388,9 @@ def _splink_pass(
     training_sdf = db_api.register(_as_arrow(delivery_df.iloc[training_rows]), table_name=f"delivery_{token}")
     if saved_model is not None:
         linker = Linker([training_sdf, index_sdf], saved_model, log_level=_SPLINK_LOG_LEVEL)
-        _register_index_tf(linker, db_api, index_df, spec, available, token)
         note("saved model reused: no training")
+        _register_index_tf(linker, db_api, index_df, spec, available, token)
+        note("term-frequency tables from the index's entries")
     else:
         settings = SettingsCreator(
             link_type="link_only",
@@ -391,6 +403,9 @@ def _splink_pass(
         u_from_index = (
             spec.u_from_index and len(index_df) * (len(index_df) - 1) // 2 >= spec.u_min_index_pairs
         )
+        # Each note follows the step it times (a note measures the time since the previous one).
+        if sampled:
+            note(f"training on a random {spec.training_records} of {len(delivery_df)} delivery records")
         linker = Linker(
             [training_sdf, index_sdf],
             _with_index_u([training_sdf, index_sdf], settings, spec, available, len(index_df))
@@ -398,18 +413,16 @@ def _splink_pass(
             else settings,
             log_level=_SPLINK_LOG_LEVEL,
         )
-        _register_index_tf(linker, db_api, index_df, spec, available, token)
-        if sampled:
-            note(f"training on a random {spec.training_records} of {len(delivery_df)} delivery records")
-        n_labels = int(pd.notna(det_sid[training_rows]).sum())
         if u_from_index:
             note(f"u by random sampling of pairs of index entries (max_pairs={spec.u_max_pairs:.0f})")
+        _register_index_tf(linker, db_api, index_df, spec, available, token)
+        note("term-frequency tables from the index's entries")
+        n_labels = int(pd.notna(det_sid[training_rows]).sum())
         _train(linker, spec, available, n_labels, note, estimate_u=not u_from_index)
 
     remainder_sdf = db_api.register(
         _as_arrow(delivery_df.iloc[remainder_rows]), table_name=f"remainder_{token}"
     )
-    note("term-frequency tables")
     # link_and_dedupe: predict_between only ever pairs left with right, and with "link_only" Splink adds a
     # source-dataset filter whose join on concatenated ids DuckDB runs as a slow nested loop (20 s for
     # 2k x 30k records); the pairs are the same without it.
@@ -428,6 +441,7 @@ def _splink_pass(
     else:
         pairs = best[best["match_weight"] >= threshold_weight]
     note(f"scored {len(remainder_rows)} remaining records against the index")
+    n_pairs = int(linker.misc.query_sql(f"select count(*) as n from {table}", output_type="pandas")["n"][0])  # noqa: S608
     weights_sql = f"select match_weight from {table} limit 2000000"  # noqa: S608
     weights = linker.misc.query_sql(weights_sql, output_type="pandas")["match_weight"].to_numpy(dtype=float)
     model = linker.misc.save_model_to_json()
@@ -441,6 +455,7 @@ def _splink_pass(
         n_with_candidates=len(best),
         linker=linker,
         trained=saved_model is None,
+        n_pairs=n_pairs,
     )
 
 
@@ -666,15 +681,18 @@ def match(
     n = len(attrs)
 
     unmatched = np.flatnonzero(pd.isna(sid))
+    growth: dict[str, Any] = {}
     if spec.on_unmatched == "add" and len(unmatched):
         t0 = time.perf_counter()
-        new_attrs = attrs.iloc[unmatched]
-        # Records of one unknown entity that agree on every attribute get one entry, not one each.
-        key = new_attrs.astype(str).agg("\x1f".join, axis=1)
-        first = ~key.duplicated()
-        ids = index.add(new_attrs[first.to_numpy()], source=spec.source, normalised=True)
-        id_of_key = pd.Series(ids.to_numpy(), index=key[first.to_numpy()].to_numpy())
-        sid[unmatched] = id_of_key.reindex(key.to_numpy()).to_numpy()
+        new_attrs = attrs.iloc[unmatched].reset_index(drop=True)
+        # The records that match nothing are deduplicated among themselves (Splink dedupe_only, clustered
+        # at the threshold) before they become entries: a first delivery into an empty index, or the new
+        # people of any delivery, must not give one person several entries.
+        cluster, growth = deduplicate_new_records(new_attrs, spec)
+        heads = np.flatnonzero(cluster == np.arange(len(cluster)))
+        ids = index.add(new_attrs.iloc[heads], source=spec.source, normalised=True)
+        id_of_head = pd.Series(ids.to_numpy(), index=heads)
+        sid[unmatched] = id_of_head.reindex(cluster).to_numpy()
         method[unmatched] = "new"
         timings["grow"] = time.perf_counter() - t0
 
@@ -706,13 +724,67 @@ def match(
         training=outcome.training if outcome else ["deterministic rules only"],
         parameters=parameters_from_model(outcome.model) if outcome else [],
         index_versions={"before": version_before, "after": index.version},
+        growth=growth,
         seconds={k: round(v, 3) for k, v in timings.items()},
     )
+    report.estimated, report.blocking = _estimates(linked, spec, attrs, growth)
+    review = _review_queue(linked, spec, attrs, record_ids)
+    report.review = {
+        "lower_match_probability": spec.review_match_probability,
+        "upper_match_probability": spec.threshold_match_probability,
+        "queued": 0 if review is None else len(review),
+    }
     if expected is not None:
         report.accuracy = evaluate_links(links, expected)
     if charts_dir is not None and outcome is not None:
         report.charts = _save_charts(outcome, _threshold_weight(spec), Path(charts_dir))
-    return MatchResult(links=links, report=report, model=outcome.model if outcome else None)
+    return MatchResult(links=links, report=report, model=outcome.model if outcome else None, review=review)
+
+
+def _review_queue(
+    linked: AttributeLinks, spec: MatchSpec, attrs: pd.DataFrame, record_ids: np.ndarray
+) -> pd.DataFrame | None:
+    """Records whose best candidate scored between the review and the match thresholds."""
+    outcome = linked.outcome
+    if outcome is None or spec.review_match_probability is None:
+        return None
+    best = outcome.best
+    lower = best["match_probability"] >= spec.review_match_probability
+    queued = best[lower & (best["match_weight"] < _threshold_weight(spec))].sort_values("row")
+    rows = queued["row"].to_numpy()
+    frame = attrs.iloc[rows].reset_index(drop=True)
+    frame.insert(0, "record_id", record_ids[rows])
+    frame.insert(1, SURROGATE_ID, queued[SURROGATE_ID].to_numpy())
+    frame.insert(2, "match_probability", queued["match_probability"].to_numpy())
+    return frame
+
+
+def _estimates(
+    linked: AttributeLinks, spec: MatchSpec, attrs: pd.DataFrame, growth: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Estimated precision/recall of the links (and of the growth's deduplication) and blocking recall."""
+    available = frozenset(c for c in attrs.columns if attrs[c].notna().any())
+    fields = spec.blocking_fields(available) if spec.blocking_fields else []
+    blocking: dict[str, Any] = {"rules": ["+".join(f) for f in fields]}
+    outcome = linked.outcome
+    n_det = int((linked.method == "deterministic").sum())
+    estimated: dict[str, Any] = {}
+    if outcome is not None:
+        recall = blocking_recall_from_model(outcome.model, fields) if fields else None
+        blocking.update(estimated_recall=recall, pairs_scored=outcome.n_pairs)
+        accepted = linked.match_probability[linked.method == "probabilistic"]
+        below = outcome.best[outcome.best["match_weight"] < _threshold_weight(spec)]
+        estimated["link"] = estimate_quality(n_det, accepted, below["match_probability"], recall)
+    if growth.get("estimated"):
+        estimated["growth"] = growth["estimated"]
+    main = estimated.get("link") or estimated.get("growth")
+    if main:
+        estimated.update(precision=main["precision"], recall=main["recall"])
+        estimated["method"] = (
+            "expected true links from match probabilities (deterministic links certain), recall scaled by "
+            "the blocking rules' estimated recall"
+        )
+    return estimated, blocking
 
 
 def model_path_for(index: ReferenceIndex, spec: MatchSpec) -> Path:
@@ -740,6 +812,8 @@ class Duplicates:
     edges: pd.DataFrame
     linker: Any
     seconds: dict[str, float]
+    training: list[str] = field(default_factory=list)
+    estimated: dict[str, Any] = field(default_factory=dict)
 
 
 def _key_edges(
@@ -795,6 +869,8 @@ def find_duplicates(attrs: pd.DataFrame, spec: MatchSpec) -> Duplicates:
 
     edges = det
     linker = None
+    training: list[str] = []
+    estimated: dict[str, Any] = {}
     if spec.comparisons is not None and spec.blocking_rules is not None and n > 1:
         t0 = time.perf_counter()
         columns = [c for c in attrs.columns if c in available]
@@ -813,16 +889,25 @@ def find_duplicates(attrs: pd.DataFrame, spec: MatchSpec) -> Duplicates:
             retain_intermediate_calculation_columns=False,
         )
         linker = Linker(sdf, settings, log_level=_SPLINK_LOG_LEVEL)
-        _train(linker, spec, available, len(det), lambda _text: None)
+        _train(linker, spec, available, len(det), training.append)
         for column in spec.term_frequency_columns:
             if column in available:
                 linker.table_management.compute_tf_table(column)
         threshold = _threshold_weight(spec)
-        predictions = linker.inference.predict(threshold_match_weight=threshold, warning_mode="never")
-        found = linker.misc.query_sql(
-            f"select unique_id_l, unique_id_r, match_probability from {predictions.physical_name}",  # noqa: S608
+        # Pairs down to a low floor are kept: those below the threshold are the rejected candidates
+        # whose probabilities estimate recall.
+        predictions = linker.inference.predict(threshold_match_probability=0.01, warning_mode="never")
+        scored = linker.misc.query_sql(
+            f"select unique_id_l, unique_id_r, match_probability, match_weight "  # noqa: S608
+            f"from {predictions.physical_name}",
             output_type="pandas",
         )
+        keep = scored["match_weight"].to_numpy(dtype=float) >= threshold
+        found, rejected = scored[keep], scored[~keep]
+        fields = spec.blocking_fields(available) if spec.blocking_fields else []
+        recall = blocking_recall_from_model(linker.misc.save_model_to_json(), fields) if fields else None
+        estimated = estimate_quality(0, found["match_probability"], rejected["match_probability"], recall)
+        estimated["blocking_recall"] = recall
         probabilistic = pd.DataFrame(
             {
                 "row_l": found["unique_id_l"].str.slice(1).astype(int).to_numpy(),
@@ -838,4 +923,64 @@ def find_duplicates(attrs: pd.DataFrame, spec: MatchSpec) -> Duplicates:
     )
     # Name each cluster by its first record so the ids are stable for the same input.
     first_row = pd.Series(np.arange(n)).groupby(components).transform("min").to_numpy()
-    return Duplicates(cluster=first_row, edges=edges, linker=linker, seconds=seconds)
+    return Duplicates(
+        cluster=first_row, edges=edges, linker=linker, seconds=seconds, training=training, estimated=estimated
+    )
+
+
+def _exact_clusters(attrs: pd.DataFrame) -> np.ndarray:
+    """Per row, the first row agreeing with it on every attribute (missing counts as a value)."""
+    key = (
+        attrs.astype(str).agg("\x1f".join, axis=1) if len(attrs.columns) else pd.Series("", index=attrs.index)
+    )
+    first = pd.Series(np.arange(len(attrs))).groupby(key.to_numpy()).transform("min")
+    return first.to_numpy()
+
+
+def deduplicate_new_records(attrs: pd.DataFrame, spec: MatchSpec) -> tuple[np.ndarray, dict[str, Any]]:
+    """Cluster records that are to become new index entries, so one person gets one entry.
+
+    Splink (``dedupe_only``, see :func:`find_duplicates`) scores the blocked pairs among the records and
+    pairs at or above the spec's threshold are clustered (connected components); records agreeing on
+    every attribute are always one cluster. When too few records or pairs exist to train a model (a
+    handful of new people), only the exact duplicates merge, and the summary says so.
+
+    Args:
+        attrs: Normalised attributes of the records, positional index.
+        spec: The dataset's spec (comparisons, blocking, keys, threshold).
+
+    Returns:
+        Per record the position of its cluster's first record, and a summary for the report.
+    """
+    from splink.internals.exceptions import SplinkException
+
+    attrs = attrs.reset_index(drop=True)
+    exact = _exact_clusters(attrs)
+    summary: dict[str, Any] = {"records": len(attrs), "method": "exact duplicates only"}
+    if spec.comparisons is None or spec.blocking_rules is None or len(attrs) < 3:
+        summary["entries"] = len(np.unique(exact))
+        return exact, summary
+    try:
+        found = find_duplicates(attrs, spec)
+    except (SplinkException, ValueError, ZeroDivisionError) as exc:
+        summary["note"] = f"probabilistic deduplication skipped: {exc}"[:300]
+        summary["entries"] = len(np.unique(exact))
+        return exact, summary
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(attrs)
+    rows = np.concatenate([found.cluster, exact])
+    cols = np.concatenate([np.arange(n), np.arange(n)])
+    _, comp = connected_components(coo_matrix((np.ones(2 * n), (rows, cols)), shape=(n, n)), directed=False)
+    cluster = pd.Series(np.arange(n)).groupby(comp).transform("min").to_numpy()
+    summary.update(
+        method="splink dedupe_only, clustered at the threshold",
+        pairs_joined=int((found.edges["method"] == "probabilistic").sum()),
+        keyed_pairs=int((found.edges["method"] == "deterministic").sum()),
+        entries=len(np.unique(cluster)),
+        training=found.training,
+        estimated=found.estimated,
+        seconds={k: round(v, 3) for k, v in found.seconds.items()},
+    )
+    return cluster, summary

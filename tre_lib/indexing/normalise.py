@@ -14,6 +14,7 @@ import pandas as pd
 
 from tre_lib.indexing.nicknames import CANONICAL_OF
 
+_UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?\d[A-Z]{2}"
 _NHS_WEIGHTS = np.arange(10, 1, -1, dtype=np.int64)  # weights 10..2 for the first nine digits
 
 # Legal-form words dropped from business names: "Acme Toys Ltd" and "ACME TOYS LIMITED" are one business.
@@ -72,16 +73,19 @@ def canonical_given_name(series: pd.Series) -> pd.Series:
 
 
 def normalise_postcode(series: pd.Series) -> pd.Series:
-    """Upper-case a postcode and remove every space and punctuation mark ("sw1a 1aa" -> "SW1A1AA").
+    """Upper-case a postcode or zip code of any country and remove spaces and punctuation.
+
+    UK ("sw1a 1aa" -> "SW1A1AA"), US zip ("02139-4307" -> "021394307"), Australian ("2600"), Dutch
+    ("1012 AB" -> "1012AB"): anything of 3 to 10 letters and digits is kept.
 
     Args:
         series: Raw postcodes.
 
     Returns:
-        Normalised postcodes, or ``None`` where fewer than five characters remain (not a postcode).
+        Normalised postcodes, or ``None`` where fewer than 3 or more than 10 characters remain.
     """
     text = series.astype("string").str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
-    text = text.where(text.str.len().between(5, 7))
+    text = text.where(text.str.len().between(3, 10))
     return _blank_to_none(text.fillna(""))
 
 
@@ -89,7 +93,7 @@ def format_postcode(series: pd.Series) -> pd.Series:
     """Format a normalised postcode with one space before the inward code ("SW1A1AA" -> "SW1A 1AA").
 
     Splink's postcode comparison finds the sector and district with regular expressions that expect
-    this standard form.
+    this standard form. Codes that are not UK-shaped (a US zip, an Australian postcode) are unchanged.
 
     Args:
         series: Postcodes from :func:`normalise_postcode`.
@@ -98,7 +102,9 @@ def format_postcode(series: pd.Series) -> pd.Series:
         Postcodes in the standard spaced form (``None`` stays ``None``).
     """
     text = series.astype("string")
-    spaced = text.str[:-3] + " " + text.str[-3:]
+    # Only UK-shaped codes get the space; any other country's code is returned unchanged.
+    uk = text.str.fullmatch(_UK_POSTCODE).fillna(False).astype(bool)
+    spaced = text.where(~uk, text.str[:-3] + " " + text.str[-3:])
     return spaced.astype(object).where(spaced.notna(), None)
 
 

@@ -33,6 +33,11 @@ class MatchQualityReport:
         seconds: Wall time per phase.
         accuracy: Precision/recall/F1 overall and per method, when the truth was supplied.
         charts: Chart name -> file path.
+        growth: How the unmatched records were deduplicated into new entries (records, entries, method).
+        findings: Problems a data owner must see (an identifier its normaliser mostly blanked...).
+        estimated: Precision and recall estimated from the match probabilities (no truth needed).
+        blocking: The blocking rules, their comparison counts and estimated recall.
+        review: The clerical-review thresholds and how many records were queued.
     """
 
     kind: str
@@ -51,6 +56,11 @@ class MatchQualityReport:
     seconds: dict[str, float] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
     charts: dict[str, str] = field(default_factory=dict)
+    growth: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+    estimated: dict[str, Any] = field(default_factory=dict)
+    blocking: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types."""
@@ -135,3 +145,77 @@ def evaluate_links(links: pd.DataFrame, expected: pd.Series) -> dict[str, Any]:
         "n_true_matches": n_true,
         "by_method": by_method,
     }
+
+
+def estimate_quality(
+    n_certain: int,
+    accepted: Any,
+    rejected: Any,
+    blocking_recall: float | None = None,
+) -> dict[str, Any]:
+    """Precision and recall estimated from match probabilities, without a truth file.
+
+    Each accepted candidate is a true match with its match probability, each rejected candidate (a
+    record's best candidate below the threshold, or a scored pair below it) with its own; deterministic
+    links count as certain. Expected true links found over expected true links available gives recall,
+    scaled by the share of true matches the blocking rules let through (true matches blocking missed
+    were never scored, so no probability speaks for them).
+
+    Args:
+        n_certain: Deterministic links.
+        accepted: Match probabilities of the accepted probabilistic links.
+        rejected: Match probabilities of the rejected candidates.
+        blocking_recall: Estimated share of true matches the blocking rules generate (None: 1).
+
+    Returns:
+        ``precision``, ``recall``, ``expected_true_links``, ``expected_missed``.
+    """
+    acc = pd.Series(accepted, dtype=float).fillna(0.0)
+    rej = pd.Series(rejected, dtype=float).fillna(0.0)
+    found = n_certain + float(acc.sum())
+    available = found + float(rej.sum())
+    links = n_certain + len(acc)
+    br = blocking_recall if blocking_recall else 1.0
+    precision = found / links if links else 1.0
+    recall = br * found / available if available else 1.0
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "expected_true_links": round(found, 1),
+        "expected_missed": round(available / br - found, 1),
+    }
+
+
+def blocking_recall_from_model(model: dict[str, Any], rules: list[tuple[str, ...]]) -> float | None:
+    """The share of true matches at least one blocking rule generates, from the model's m probabilities.
+
+    A rule generates a true pair when the pair agrees exactly on each of its attributes; the chance of
+    that is the m probability of the attribute's exact level. Assuming attributes err independently, the
+    escape probability is summed over every agree/disagree pattern in which no rule is satisfied.
+
+    Args:
+        model: A Splink model (``save_model_to_json()``).
+        rules: The attributes of each blocking rule.
+
+    Returns:
+        Estimated blocking recall, or None if an attribute has no exact level in the model.
+    """
+    agree: dict[str, float] = {}
+    for comparison in model.get("comparisons", []):
+        name = comparison.get("output_column_name")
+        levels = [lv for lv in comparison.get("comparison_levels", []) if not lv.get("is_null_level")]
+        if levels and isinstance(levels[0].get("m_probability"), float):
+            agree[name] = float(levels[0]["m_probability"])  # the first non-null level is the exact one
+    fields = sorted({f for rule in rules for f in rule})
+    if not fields or any(f not in agree for f in fields) or len(fields) > 16:
+        return None
+    escape = 0.0
+    for pattern in range(1 << len(fields)):
+        ok = {f for i, f in enumerate(fields) if pattern >> i & 1}
+        if any(set(rule) <= ok for rule in rules):
+            continue
+        p = 1.0
+        for f in fields:
+            p *= agree[f] if f in ok else 1.0 - agree[f]
+        escape += p
+    return round(1.0 - escape, 4)

@@ -33,9 +33,13 @@ class MatchSpec:
             deterministic matching only (geography, classification).
         blocking_rules: Factory of Splink blocking rules generating candidate pairs for prediction.
         em_blocking_rules: Factory of blocking rules, one expectation-maximisation session each.
+        blocking_fields: The attributes of each prediction blocking rule (for the blocking-recall
+            estimate in the report); ``None``: not estimated.
         term_frequency_columns: Columns whose exact-match levels use term-frequency adjustments.
         threshold_match_probability: Keep the best link only if its match probability is at least this.
         threshold_match_weight: If set, used instead of the probability threshold.
+        review_match_probability: Lower threshold of clerical review: a record whose best candidate scores
+            at least this but below the threshold is queued for a linkage reviewer (``None``: no queue).
         one_to_one: Link each index entry to at most one delivery record (as well as each record to at most
             one entry): right for a deduplicated index and a delivery with one record per entity (a
             register, a census), wrong for event data (several hospital episodes per person).
@@ -68,9 +72,11 @@ class MatchSpec:
     comparisons: SplinkFactory | None = None
     blocking_rules: SplinkFactory | None = None
     em_blocking_rules: SplinkFactory | None = None
+    blocking_fields: Callable[[Available], list[tuple[str, ...]]] | None = None
     term_frequency_columns: tuple[str, ...] = ()
     threshold_match_probability: float = 0.9
     threshold_match_weight: float | None = None
+    review_match_probability: float | None = 0.5
     one_to_one: bool = False
     on_unmatched: Literal["add", "report"] = "report"
     backend: Literal["duckdb", "spark"] = "duckdb"
@@ -100,6 +106,10 @@ class MatchSpec:
             raise ValueError("backend='spark' needs spark_session=<SparkSession with Splink's jar loaded>.")
         if not 0.0 < self.threshold_match_probability <= 1.0:
             raise ValueError("threshold_match_probability must be in (0, 1].")
+        if self.review_match_probability is not None and not 0.0 < self.review_match_probability <= 1.0:
+            raise ValueError(
+                "review_match_probability must be in (0, 1] (at or above the threshold: no queue)."
+            )
         if not 0.0 < self.deterministic_recall <= 1.0:
             raise ValueError("deterministic_recall must be in (0, 1].")
 
@@ -138,54 +148,26 @@ def dob_comparison(column: str = "dob") -> Any:
     )
 
 
+def _people() -> Any:
+    from tre_lib.indexing.identifiers import load_declaration
+
+    return load_declaration("demographic")
+
+
 def _demographic_comparisons(available: Available) -> list[Any]:
-    comparisons: list[Any] = [
-        cl.NameComparison("given_name_canonical"),
-        cl.NameComparison("family_name"),
-        dob_comparison("dob"),
-    ]
-    if _has(available, "postcode"):
-        comparisons.append(cl.PostcodeComparison("postcode"))
-    if _has(available, "sex"):
-        comparisons.append(cl.ExactMatch("sex"))
-    if _has(available, "nhs_number"):
-        comparisons.append(cl.ExactMatch("nhs_number"))
-    if _has(available, "ni_number"):
-        comparisons.append(cl.ExactMatch("ni_number"))
-    return comparisons
+    return list(_people().comparisons(available))
 
 
 def _demographic_blocking(available: Available) -> list[Any]:
-    # Names are skewed (thousands of "john smith" in a national index), so a name rule alone gives hundreds
-    # of candidates per record at 1M; each rule pairs a name or date with a second, independent field, and
-    # a record escapes them all only if its date, both names and its postcode are all wrong.
-    rules = [
-        block_on("dob", "substr(family_name, 1, 1)"),
-        block_on("dob", "substr(given_name_canonical, 1, 1)"),
-        block_on("given_name_canonical", "family_name", "substr(dob, 1, 4)"),
-        block_on("given_name_canonical", "family_name", "substr(dob, 6, 5)"),
-    ]
-    if _has(available, "postcode"):
-        rules += [
-            block_on("dob", "postcode"),
-            block_on("family_name", "postcode"),
-            block_on("given_name_canonical", "postcode"),
-        ]
-    if _has(available, "nhs_number"):
-        rules.append(block_on("nhs_number"))
-    if _has(available, "ni_number"):
-        rules.append(block_on("ni_number"))
-    return rules
+    return list(_people().blocking_rules(available))
 
 
 def _demographic_em(available: Available) -> list[Any]:
-    # A national identifier makes a cheap EM block (about one candidate per record, nearly all matches)
-    # that trains every other comparison, date of birth included; blocking on names instead compares each
-    # record with everyone sharing a common name and dominates training time on a large index.
-    for key in ("nhs_number", "ni_number"):
-        if _has(available, key):
-            return [block_on(key), block_on("dob")]
-    return [block_on("dob"), block_on("given_name_canonical", "family_name")]
+    return list(_people().em_rules(available))
+
+
+def _demographic_blocking_fields(available: Available) -> list[tuple[str, ...]]:
+    return list(_people().blocking_fields(available))
 
 
 def company_number_comparison(column: str = "company_number") -> Any:
@@ -281,17 +263,16 @@ def _address_blocking(available: Available) -> list[Any]:
     return [block_on("postcode"), block_on("street", "town")]
 
 
+# The person index: identifiers, keys, comparisons, blocking and EM sessions all derive from its
+# declaration (policies/indexes/demographic.toml) and the identifiers each delivery carries.
 DEMOGRAPHIC_SPEC = MatchSpec(
     kind="demographic",
-    deterministic_rules=(
-        ("nhs_number", "dob"),
-        ("given_name_canonical", "family_name", "dob", "postcode"),
-        ("ni_number", "dob"),
-    ),
+    deterministic_rules=_people().deterministic_keys,
     comparisons=_demographic_comparisons,
     blocking_rules=_demographic_blocking,
     em_blocking_rules=_demographic_em,
-    term_frequency_columns=("given_name_canonical", "family_name"),
+    blocking_fields=_demographic_blocking_fields,
+    term_frequency_columns=_people().term_frequency,
 )
 BUSINESS_SPEC = MatchSpec(
     kind="business",

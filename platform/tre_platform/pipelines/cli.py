@@ -102,6 +102,27 @@ def _print_report(report: dict[str, Any]) -> None:
             f"  match rate {m['match_rate']:.1%}; unlinkable (no candidate) {m['n_unlinkable']}; "
             f"below threshold {m['n_below_threshold']} {m['threshold']}; {accuracy}"
         )
+        for finding in m.get("findings") or []:
+            console.print(f"  [bold red]FINDING[/] {finding}")
+        estimated = m.get("estimated") or {}
+        if estimated.get("precision") is not None:
+            console.print(
+                f"  estimated from match probabilities (no truth needed): precision "
+                f"{estimated['precision']:.3f}, recall {estimated['recall']:.3f}; blocking recall "
+                f"{_num((m.get('blocking') or {}).get('estimated_recall'))}"
+            )
+        review = m.get("review") or {}
+        if review.get("queued"):
+            console.print(
+                f"  clerical review: {review['queued']} records whose best candidate scored between "
+                f"{review['lower_match_probability']} and {review['upper_match_probability']} are queued"
+            )
+        growth = m.get("growth") or {}
+        if growth:
+            console.print(
+                f"  new entries: {growth.get('records')} unmatched records became {growth.get('entries')} "
+                f"entries ({growth.get('method')})"
+            )
         for note in m["notes"]:
             console.print(f"  [dim]{note}[/]")
         if m["m_u"]:

@@ -35,10 +35,13 @@ from tre_lib.indexing import (
     normalise_records,
     spec_for,
 )
+from tre_lib.indexing.identifiers import declared_kinds, load_declaration
 from tre_platform.errors import InvalidInput
 from tre_platform.pipelines.validation import ColumnRule
 
 ROW = "_row"
+#: The clerical-review queue of a group, beside its charts in the linkage zone's reports directory.
+REVIEW_QUEUE = "review_queue.parquet"
 #: Below this many rows, Splink's Spark backend samples u in one chunk.
 SMALL_FOR_SPARK = 100_000
 
@@ -60,15 +63,22 @@ ALIASES: dict[str, str] = {
 #: Normalised attributes Splink's comparisons for each kind need (tre_lib.indexing.spec); without them only
 #: deterministic keys are used.
 SPLINK_NEEDS: dict[str, frozenset[str]] = {
-    "demographic": frozenset({"given_name_canonical", "family_name", "dob"}),
     "business": frozenset({"business_name"}),
     "address": frozenset({"house_number", "street", "postcode", "town"}),
 }
 
 
-def input_name(column: str, kind: str) -> str | None:
-    """The index input a delivery column carries for ``kind``, or None."""
+def input_name(column: str, kind: str, maps_to: str | None = None) -> str | None:
+    """The index input a delivery column carries for ``kind``, or None.
+
+    An explicit ``maps_to`` wins; otherwise the column's name, or an alias the index's declaration
+    (``policies/indexes/<kind>.toml``) or :data:`ALIASES` gives it.
+    """
     inputs = KIND_SCHEMAS[kind].inputs
+    if maps_to is not None:
+        return maps_to if maps_to in inputs else None
+    if kind in declared_kinds():
+        return load_declaration(kind).identifier_for(column)
     name = ALIASES.get(column, column)
     return name if name in inputs else None
 
@@ -86,6 +96,8 @@ class IdentifierGroup:
     columns: dict[str, str]
     supporting: dict[str, str] = field(default_factory=dict)
     unmapped: tuple[str, ...] = ()
+    #: Date formats (strptime) of the columns whose schema declares one.
+    formats: dict[str, str] = field(default_factory=dict)
 
     @property
     def id_column(self) -> str:
@@ -105,16 +117,17 @@ def identifier_groups(rules: Sequence[ColumnRule]) -> list[IdentifierGroup]:
     groups = []
     for kind in kinds:
         members = [r for r in rules if r.identifier and r.index == kind]
-        columns = {r.name: name for r in members if (name := input_name(r.name, kind))}
+        columns = {r.name: name for r in members if (name := input_name(r.name, kind, r.maps_to))}
         taken = set(columns.values())
         supporting: dict[str, str] = {}
         for rule in rules:
-            name = input_name(rule.name, kind)
+            name = input_name(rule.name, kind, rule.maps_to if rule.index in (None, kind) else None)
             if rule.index != kind and name is not None and name not in taken:
                 supporting[rule.name] = name
                 taken.add(name)
         unmapped = tuple(r.name for r in members if r.name not in columns)
-        groups.append(IdentifierGroup(kind, columns, supporting, unmapped))
+        formats = {r.name: r.format for r in rules if r.format and r.name in {**columns, **supporting}}
+        groups.append(IdentifierGroup(kind, columns, supporting, unmapped, formats))
     return groups
 
 
@@ -137,6 +150,17 @@ def _spec(
     base = spec_for(group.kind)
     attrs = normalise_records(group.kind, frame.rename(columns=group.inputs))
     available = {c for c in attrs.columns if attrs[c].notna().any()}
+    if group.kind in declared_kinds():
+        declaration = load_declaration(group.kind)
+        raw = frame.rename(columns=group.inputs)
+        for name, share in declaration.blanked(raw, attrs).items():
+            if share > declaration.max_blanked_share:
+                column = next((c for c, n in group.inputs.items() if n == name), name)
+                notes.append(
+                    f"FINDING: column {column!r} ({name}): the {declaration.get(name).normaliser} normaliser "
+                    f"could not read {share:.0%} of its values, which were not used for matching; check the "
+                    f"column's shape (a date needs its format in the schema)"
+                )
     overrides: dict[str, Any] = {
         "record_id": ROW,
         "threshold_match_probability": threshold,
@@ -145,6 +169,11 @@ def _spec(
         "columns": {},
     }
     needs = SPLINK_NEEDS.get(group.kind)
+    if group.kind in declared_kinds() and base.comparisons is not None:
+        # A declared index trains Splink on whichever identifiers the delivery carries: two comparisons
+        # are the fewest EM can train (each session trains the comparisons outside its blocking rule).
+        compared = {c.create_output_column_name() for c in base.comparisons(frozenset(available))}
+        needs = frozenset(compared) if len(compared) >= 2 else frozenset({"two comparable identifiers"})
     if base.comparisons is not None and (needs is None or not needs <= available):
         overrides["comparisons"] = None
         missing = sorted((needs or frozenset()) - available)
@@ -221,6 +250,10 @@ def link(
             empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in KIND_SCHEMAS[group.kind].inputs})
             index, _ = ReferenceIndex.create(group.kind, directory, empty, source=f"empty:{dataset}")  # type: ignore[arg-type]
         frame = identifiers[[ROW, *group.inputs]].copy()
+        for column, fmt in group.formats.items():
+            # The schema's declared format, so the normaliser sees ISO dates whatever the delivery used.
+            parsed = pd.to_datetime(frame[column], format=fmt, errors="coerce")
+            frame[column] = parsed.dt.strftime("%Y-%m-%d").astype(object).where(parsed.notna(), None)
         spec, notes = _spec(
             group,
             frame,
@@ -247,6 +280,10 @@ def link(
             notes.append(f"probabilistic matching skipped: too few records to train a model ({exc})"[:300])
             spec = spec.with_overrides(comparisons=None)
             result = match(delivery, index, spec, charts_dir=charts_dir, expected=expected)
+        if result.review is not None and len(result.review) and charts_dir is not None:
+            # The review queue holds identifiers: it stays in the linkage zone beside the reports.
+            charts_dir.mkdir(parents=True, exist_ok=True)
+            result.review.to_parquet(charts_dir / REVIEW_QUEUE, index=False)
         ids = result.links.set_index("record_id")[SURROGATE_ID]
         links[group.id_column] = ids.reindex(links[ROW].to_numpy()).to_numpy()
         report = json.loads(result.report.to_json())
@@ -256,7 +293,8 @@ def link(
                 "columns": group.columns,
                 "supporting": group.supporting,
                 "unmapped": list(group.unmapped),
-                "notes": notes,
+                "notes": [n for n in notes if not n.startswith("FINDING: ")],
+                "findings": [n.removeprefix("FINDING: ") for n in notes if n.startswith("FINDING: ")],
                 "index_entries": len(index),
             }
         )

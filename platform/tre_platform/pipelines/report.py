@@ -39,6 +39,15 @@ def _match_summary(report: dict[str, Any]) -> dict[str, Any]:
         # How the model was trained, or that the dataset's saved model was reused.
         "training": report.get("training") or [],
         "charts": report.get("charts") or {},
+        # Problems the data owner must see (an identifier its normaliser mostly blanked, ...).
+        "findings": report.get("findings") or [],
+        # How the records matching nothing were deduplicated into new index entries.
+        "growth": report.get("growth") or {},
+        # Precision and recall estimated from the match probabilities (no truth file needed).
+        "estimated": report.get("estimated") or {},
+        "blocking": report.get("blocking") or {},
+        # Candidates between the review and the match thresholds, queued for a linkage reviewer.
+        "review": report.get("review") or {},
     }
 
 

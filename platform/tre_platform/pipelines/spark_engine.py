@@ -86,6 +86,9 @@ def _parse(rule: ColumnRule, raw: Any) -> tuple[Any, Any]:
             lowered.isin(sorted(FALSE_WORDS)), F.lit(False)
         )
         return typed, raw.isNull() | typed.isNotNull()
+    if rule.type == "date" and rule.format is not None:
+        typed = F.try_to_date(stripped, java_date_pattern(rule.format))
+        return typed, raw.isNull() | typed.isNotNull()
     if rule.type == "date":
         typed = F.when(stripped.rlike(f"^{DATE_PATTERN}$"), F.try_to_date(stripped, "yyyy-MM-dd"))
         return typed, raw.isNull() | typed.isNotNull()
@@ -93,6 +96,27 @@ def _parse(rule: ColumnRule, raw: Any) -> tuple[Any, Any]:
         typed = F.try_to_timestamp(stripped)
         return typed, raw.isNull() | typed.isNotNull()
     raise ValueError(f"column {rule.name!r} has an unknown type {rule.type!r}")
+
+
+_JAVA_CODES = {"%Y": "yyyy", "%y": "yy", "%m": "MM", "%d": "dd", "%b": "MMM", "%B": "MMMM", "%j": "DDD"}
+
+
+def java_date_pattern(fmt: str) -> str:
+    """A strptime date format as Spark's datetime pattern (``%d/%m/%Y`` -> ``dd/MM/yyyy``)."""
+    out = []
+    i = 0
+    while i < len(fmt):
+        code = fmt[i : i + 2]
+        if code in _JAVA_CODES:
+            out.append(_JAVA_CODES[code])
+            i += 2
+        elif fmt[i].isalpha():
+            out.append(f"'{fmt[i]}'")
+            i += 1
+        else:
+            out.append(fmt[i])
+            i += 1
+    return "".join(out)
 
 
 class SparkEngine(IngestEngine):

@@ -28,6 +28,8 @@ WITHHELD = "<identifier withheld>"
 
 INTEGER_PATTERN = r"\s*[+-]?\d{1,18}\s*"
 DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
+ISO_DATE = "%Y-%m-%d"
+EXAMPLE_DATE = dt.date(1987, 11, 23)
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0"})
 
@@ -71,6 +73,10 @@ class ColumnRule:
     max: Any = None
     identifier: bool = False
     index: str | None = None
+    #: The index identifier this column carries (``None``: its name or an alias says).
+    maps_to: str | None = None
+    #: For a date column: the strptime format of its values (default ISO ``%Y-%m-%d``).
+    format: str | None = None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> ColumnRule:
@@ -85,7 +91,17 @@ class ColumnRule:
             max=_bound(kind, spec.get("max")),
             identifier=bool(spec.get("identifier", False)),
             index=spec.get("index") or None,
+            maps_to=spec.get("maps_to") or None,
+            format=spec.get("format") or None,
         )
+
+    @property
+    def type_text(self) -> str:
+        """The type as a data owner reads it, with the expected format of a date."""
+        if self.type == "date":
+            fmt = self.format or ISO_DATE
+            return f"date in the format {fmt} (e.g. {EXAMPLE_DATE.strftime(fmt)})"
+        return self.type
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -130,7 +146,7 @@ class Problem:
         rule = (rules or {}).get(self.column or "")
         text = PROBLEM_TEXT.get(self.problem, self.problem)
         if rule is not None:
-            text = text.format(type=rule.type, min=rule.bound_text("min"), max=rule.bound_text("max"))
+            text = text.format(type=rule.type_text, min=rule.bound_text("min"), max=rule.bound_text("max"))
         where = f"column {self.column!r}: " if self.column else ""
         rows = ""
         if self.rows:
@@ -139,6 +155,10 @@ class Problem:
         elif self.count > 1:
             rows = f" ({self.count} rows)"
         detail = f": {self.detail}" if self.detail else ""
+        shown = [v for v in self.values if v is not None]
+        if self.problem == "type" and shown:
+            # The offending value (identifier values are already withheld in ``values``).
+            detail += f"; found {shown[0]!r}"
         return f"{where}{text}{rows}{detail}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -293,6 +313,10 @@ def parse_column(raw: pd.Series, rule: ColumnRule) -> tuple[pd.Series, pd.Series
         typed[lowered.isin(TRUE_WORDS).fillna(False).astype(bool)] = True
         typed[lowered.isin(FALSE_WORDS).fillna(False).astype(bool)] = False
         return typed, ~present | typed.notna()
+    if rule.type == "date" and rule.format is not None:
+        parsed = pd.to_datetime(stripped, format=rule.format, errors="coerce")
+        typed = parsed.astype("date32[pyarrow]")
+        return typed, ~present | parsed.notna()
     if rule.type == "date":
         shaped = stripped.str.fullmatch(DATE_PATTERN).fillna(False).astype(bool)
         parsed = pd.to_datetime(stripped.where(shaped), format="%Y-%m-%d", errors="coerce")

@@ -7,14 +7,16 @@ as the operator unless ``--as USER`` names a user, whose permissions then apply.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
-from tre_platform.errors import TreError
+from tre_platform.errors import NotFound, TreError
 from tre_platform.pipelines.cli import AsUser, JsonFlag, _actor, _fail
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -78,6 +80,72 @@ def register_catalogue_commands(dataset_app: typer.Typer) -> None:
                     ", ".join(a.reference for a in e.agreements),
                 )
             console.print(table if found else "no dataset matches")
+
+        _run(as_json, body)
+
+    @dataset_app.command("revise")
+    def revise_command(
+        dataset: str,
+        spec: Annotated[Path, typer.Argument(help='JSON file: {"schema": [columns...], "reason": "..."}')],
+        as_user: AsUser = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Revise a dataset's schema as a new schema version (its published versions keep theirs).
+
+        The columns are written as for `tre dataset register` (see its --help); the reason is recorded
+        in the audit log.
+        """
+        import json
+
+        from pydantic import ValidationError
+
+        from tre_platform.api.datasets.models import Dataset
+        from tre_platform.api.datasets.schemas import DatasetOut, SchemaRevision
+        from tre_platform.api.datasets.service import revise_schema
+        from tre_platform.errors import InvalidInput
+
+        try:
+            data = SchemaRevision.model_validate(json.loads(spec.read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError) as exc:
+            raise _fail(InvalidInput(f"{spec}: {exc}"[:2000], field="schema"), as_json) from None
+
+        def body(session: Any) -> None:
+            found = session.scalar(select(Dataset).where(Dataset.name == dataset))
+            if found is None:
+                raise NotFound(f"no dataset named {dataset!r}")
+            row = revise_schema(session, _actor(session, as_user), found.id, data)
+            out = DatasetOut.model_validate(row)
+            if as_json:
+                _print_json(out)
+                return
+            console.print(f"{row.name}: schema version {row.schema_version} is now current")
+
+        _run(as_json, body)
+
+    @dataset_app.command("schemas")
+    def schemas_command(dataset: str, as_user: AsUser = None, as_json: JsonFlag = False) -> None:
+        """Every schema version of a dataset and the published versions ingested under each."""
+        from tre_platform.api.datasets.models import Dataset
+        from tre_platform.api.datasets.service import schema_versions
+
+        def body(session: Any) -> None:
+            found = session.scalar(select(Dataset).where(Dataset.name == dataset))
+            if found is None:
+                raise NotFound(f"no dataset named {dataset!r}")
+            rows = schema_versions(session, _actor(session, as_user), found.id)
+            if as_json:
+                _print_json(list(rows))
+                return
+            table = Table("schema version", "created", "reason", "columns", "published versions")
+            for r in rows:
+                table.add_row(
+                    str(r.version),
+                    r.created_at.isoformat(),
+                    r.reason,
+                    ", ".join(c["name"] for c in r.schema_),
+                    ", ".join(f"v{v}" for v in r.dataset_versions),
+                )
+            console.print(table)
 
         _run(as_json, body)
 

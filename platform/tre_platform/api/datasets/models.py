@@ -59,6 +59,8 @@ class Dataset(Base):
     #: Days an archived version is kept after its retention date before the sweep destroys it
     #: (0: the sweep destroys it at the retention date, without archiving).
     archive_days: Mapped[int] = mapped_column(Integer, default=DEFAULT_ARCHIVE_DAYS)
+    #: The number of the current schema (``schema``); earlier ones stay in ``dataset_schema_versions``.
+    schema_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     owner: Mapped[Organisation] = relationship(lazy="joined")
@@ -100,6 +102,24 @@ class DatasetVersion(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions")
+
+
+class DatasetSchemaVersion(Base):
+    """One version of a dataset's schema. A revision adds a row; rows are never changed.
+
+    A published version was ingested under the newest schema version created before it.
+    """
+
+    __tablename__ = "dataset_schema_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version", name="uq_dataset_schema_versions_number"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    schema: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class LifecycleAction(enum.StrEnum):

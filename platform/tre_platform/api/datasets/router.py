@@ -15,6 +15,8 @@ from tre_platform.api.datasets.schemas import (
     DatasetOut,
     DatasetVersionOut,
     LifecycleStepOut,
+    SchemaRevision,
+    SchemaVersionOut,
     SweepOut,
     VersionArchive,
     VersionDestroy,
@@ -90,6 +92,26 @@ def sweep(session: DbSession, actor: CurrentActor) -> SweepOut:
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="Get a dataset")
 def get_dataset(dataset_id: PathId, session: DbSession, actor: CurrentActor) -> DatasetOut:
     return DatasetOut.model_validate(service.get_dataset(session, actor, dataset_id))
+
+
+@router.post(
+    "/{dataset_id}/schema",
+    response_model=DatasetOut,
+    summary="Revise the schema: a new schema version (owner organisation's data owners)",
+)
+def revise_schema(
+    dataset_id: PathId, body: SchemaRevision, session: DbSession, actor: CurrentActor
+) -> DatasetOut:
+    return DatasetOut.model_validate(service.revise_schema(session, actor, dataset_id, body))
+
+
+@router.get(
+    "/{dataset_id}/schemas",
+    response_model=list[SchemaVersionOut],
+    summary="Every schema version, with the published versions ingested under each",
+)
+def schema_versions(dataset_id: PathId, session: DbSession, actor: CurrentActor) -> list[SchemaVersionOut]:
+    return service.schema_versions(session, actor, dataset_id)
 
 
 @router.get(

@@ -58,6 +58,14 @@ class ColumnSpec(InputSchema):
     identifier: bool = False
     #: The reference index a direct identifier is matched to.
     index: IndexKind | None = None
+    #: The index identifier the column carries (``policies/indexes/<index>.toml``, e.g. ``family_name``,
+    #: ``national_id``, ``postcode``); may be left out when the column's name or an alias says it.
+    maps_to: ColumnIdent | None = None
+    #: For a date column: the format of its values as strptime codes (``%d/%m/%Y``, ``%Y%m%d``);
+    #: ISO ``%Y-%m-%d`` when left out.
+    format: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=40)] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -92,7 +100,112 @@ class ColumnSpec(InputSchema):
             raise ValueError(f"column {self.name!r}: min is greater than max")
         if self.allowed is not None and self.type is not ColumnType.string:
             raise ValueError(f"column {self.name!r}: allowed values apply only to string columns")
+        if self.maps_to is not None and not self.identifier:
+            raise ValueError(
+                f"column {self.name!r} has maps_to but is not an identifier; set identifier: true"
+            )
+        if self.format is not None:
+            check_date_format(self.name, self.type.value, self.format)
         return self
+
+
+def check_date_format(column: str, type_: str, fmt: str) -> None:
+    """A date format must be strptime codes for a date column, and must round-trip a date.
+
+    Raises:
+        ValueError: Saying what is wrong with the format.
+    """
+    if type_ not in ("date", "datetime", "string"):
+        raise ValueError(f"column {column!r}: format applies only to date (or date-holding string) columns")
+    if "%" not in fmt:
+        raise ValueError(f"column {column!r}: format {fmt!r} has no strptime code (e.g. %d/%m/%Y, %Y%m%d)")
+    sample = dt.datetime(1987, 11, 23)
+    try:
+        parsed = dt.datetime.strptime(sample.strftime(fmt), fmt)
+    except ValueError:
+        raise ValueError(f"column {column!r}: format {fmt!r} cannot be read back (e.g. %d/%m/%Y)") from None
+    if parsed.date() != sample.date():
+        raise ValueError(f"column {column!r}: format {fmt!r} does not hold a whole date (day, month, year)")
+
+
+def check_identifier_mapping(columns: list[ColumnSpec]) -> None:
+    """Every identifier column of a declared index must carry one of its identifiers, each at most once.
+
+    A column that maps to nothing would be accepted and silently dropped (its evidence never used), so it
+    is an error here, with the identifiers the index declares.
+
+    Raises:
+        ValueError: Naming the column and the identifiers to choose from.
+    """
+    from tre_lib.indexing.identifiers import declared_kinds, load_declaration
+
+    taken: dict[tuple[str, str], str] = {}
+    for column in columns:
+        if not column.identifier or column.index is None or column.index.value not in declared_kinds():
+            continue
+        declaration = load_declaration(column.index.value)
+        if column.maps_to is not None:
+            if column.maps_to not in declaration.inputs:
+                raise ValueError(
+                    f"column {column.name!r}: maps_to {column.maps_to!r} is not a {column.index.value} "
+                    f"identifier; choose one of {', '.join(declaration.inputs)}"
+                )
+            target = column.maps_to
+        else:
+            found = declaration.identifier_for(column.name)
+            if found is None:
+                raise ValueError(
+                    f"column {column.name!r} maps to no {column.index.value} identifier: set maps_to to one "
+                    f"of {', '.join(declaration.inputs)}, or make it a research column (identifier: false)"
+                )
+            target = found
+        key = (column.index.value, target)
+        if key in taken:
+            raise ValueError(
+                f"columns {taken[key]!r} and {column.name!r} both map to {target}; map one elsewhere "
+                f"(maps_to) or drop it"
+            )
+        taken[key] = column.name
+
+
+def check_columns(columns: list[ColumnSpec]) -> None:
+    """A schema's columns: unique names, at least one research column, identifiers mapped.
+
+    Raises:
+        ValueError: Saying what to change.
+    """
+    names = [c.name for c in columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"column names must be unique; repeated: {', '.join(duplicates)}")
+    if all(c.identifier for c in columns):
+        raise ValueError("every column is an identifier: a dataset needs at least one research column")
+    check_identifier_mapping(columns)
+
+
+class SchemaRevision(InputSchema):
+    """A new version of a dataset's schema; published versions keep the schema they were ingested under."""
+
+    schema_: list[ColumnSpec] = Field(alias="schema", min_length=1, max_length=500)
+    reason: Reason
+
+    model_config = InputSchema.model_config | {"populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _columns(self) -> Self:
+        check_columns(self.schema_)
+        return self
+
+
+class SchemaVersionOut(OutputSchema):
+    version: int
+    schema_: list[dict[str, Any]] = Field(alias="schema", validation_alias="schema")
+    reason: str
+    created_at: dt.datetime
+    #: Published dataset versions ingested under this schema.
+    dataset_versions: list[int] = []
+
+    model_config = OutputSchema.model_config | {"populate_by_name": True, "serialize_by_alias": True}
 
 
 class DatasetCreate(InputSchema):
@@ -116,12 +229,7 @@ class DatasetCreate(InputSchema):
 
     @model_validator(mode="after")
     def _columns(self) -> Self:
-        names = [c.name for c in self.schema_]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"column names must be unique; repeated: {', '.join(duplicates)}")
-        if all(c.identifier for c in self.schema_):
-            raise ValueError("every column is an identifier: a dataset needs at least one research column")
+        check_columns(self.schema_)
         return self
 
 
@@ -152,6 +260,7 @@ class DatasetOut(OutputSchema):
     created_at: dt.datetime
     research_columns: list[str]
     identifier_columns: dict[str, str]
+    schema_version: int = 1
 
     model_config = OutputSchema.model_config | {"populate_by_name": True, "serialize_by_alias": True}
 

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit, can_manage_org_data, check_user, get_or_404
-from tre_platform.api.datasets.models import Dataset, DatasetVersion
-from tre_platform.api.datasets.schemas import DatasetCreate
+from tre_platform.api.datasets.models import Dataset, DatasetSchemaVersion, DatasetVersion
+from tre_platform.api.datasets.schemas import DatasetCreate, SchemaRevision, SchemaVersionOut
 from tre_platform.api.orgs.models import Organisation
 from tre_platform.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -52,6 +52,16 @@ def register_dataset(session: Session, actor: Actor, data: DatasetCreate) -> Dat
         archive_days=data.archive_days,
     )
     session.add(dataset)
+    session.flush()
+    session.add(
+        DatasetSchemaVersion(
+            dataset_id=dataset.id,
+            version=1,
+            schema=dataset.schema,
+            reason="registered",
+            created_by_id=actor.user_id,
+        )
+    )
     session.flush()
     audit(
         session,
@@ -102,3 +112,94 @@ def list_versions(session: Session, actor: Actor, dataset_id: str) -> list[Datas
             .order_by(DatasetVersion.version)
         )
     )
+
+
+def revise_schema(session: Session, actor: Actor, dataset_id: str, data: SchemaRevision) -> Dataset:
+    """Make a revised schema the dataset's current one (a new schema version); audited.
+
+    Deliveries from now on are validated and linked against it; published versions keep the schema they
+    were ingested under (:func:`schema_versions`).
+
+    Raises:
+        Forbidden: The actor is not a data owner of the owning organisation (nor an administrator).
+    """
+    dataset = get_dataset(session, actor, dataset_id)
+    if not can_manage_org_data(actor, dataset.owner_org_id):
+        raise Forbidden(
+            f"only a data owner of the organisation owning {dataset.name!r} may revise its schema"
+        )
+    columns = [c.model_dump(mode="json", exclude_none=True) for c in data.schema_]
+    if columns == dataset.schema:
+        raise InvalidInput(
+            "the revised schema is the same as the current one; nothing to revise", field="schema"
+        )
+    version = dataset.schema_version + 1
+    session.add(
+        DatasetSchemaVersion(
+            dataset_id=dataset.id,
+            version=version,
+            schema=columns,
+            reason=data.reason,
+            created_by_id=actor.user_id,
+        )
+    )
+    dataset.schema = columns
+    dataset.schema_version = version
+    session.flush()
+    before = {
+        c["name"]
+        for c in session.scalars(
+            select(DatasetSchemaVersion.schema).where(
+                DatasetSchemaVersion.dataset_id == dataset.id, DatasetSchemaVersion.version == version - 1
+            )
+        ).one()
+    }
+    after = {c["name"] for c in columns}
+    audit(
+        session,
+        actor,
+        "dataset.schema.revise",
+        dataset,
+        name=dataset.name,
+        schema_version=version,
+        reason=data.reason,
+        added=sorted(after - before),
+        removed=sorted(before - after),
+        identifiers=dataset.identifier_columns,
+    )
+    return dataset
+
+
+def schema_versions(session: Session, actor: Actor, dataset_id: str) -> list[SchemaVersionOut]:
+    """Every schema the dataset has had, oldest first, with the published versions ingested under each.
+
+    A published version was ingested under the newest schema version created before it. Visible to the
+    owner organisation's data owners and administrators (as versions are).
+    """
+    published = list_versions(session, actor, dataset_id)
+    dataset = get_dataset(session, actor, dataset_id)
+    rows = list(
+        session.scalars(
+            select(DatasetSchemaVersion)
+            .where(DatasetSchemaVersion.dataset_id == dataset.id)
+            .order_by(DatasetSchemaVersion.version)
+        )
+    )
+    out = []
+    for i, row in enumerate(rows):
+        until = rows[i + 1].created_at if i + 1 < len(rows) else None
+        under = [
+            v.version
+            for v in published
+            if v.created_at >= row.created_at and (until is None or v.created_at < until)
+        ]
+        out.append(
+            SchemaVersionOut(
+                version=row.version,
+                schema=row.schema,
+                reason=row.reason,
+                created_at=row.created_at,
+                dataset_versions=under,
+            )
+        )
+    return out

@@ -1,7 +1,7 @@
 """package mirror: researchers' package requests, the wheels the mirror serves, OSV advisories
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-07 13:18:14
 
 The vetted package mirror (docs/adr/0017-package-mirror.md): a request holds the dependency tree the
@@ -17,7 +17,7 @@ from alembic import op
 import tre_platform.db.base
 
 revision: str = "0019"
-down_revision: str | None = "0016"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
