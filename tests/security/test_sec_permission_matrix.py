@@ -320,6 +320,30 @@ MATRIX: dict[str, Case] = {
         ),
         statuses(404, admin=403),
     ),
+    # Differential privacy answered by the server on the project's view: members only (spending needs
+    # permission to read the data, which an admin does not have); a stored result is its project's.
+    "POST /api/v1/projects/{project_id}/dp-queries": Case(
+        body({"view": "lfs", "statistic": "count", "epsilon": 0.1}, project_id="approved"),
+        statuses(404, admin=403),
+    ),
+    "GET /api/v1/projects/{project_id}/dp-queries/{result_id}": Case(
+        ids(project_id="approved", result_id="release"), statuses(404)
+    ),
+    "POST /api/v1/releases/{request_id}/dp-results": Case(
+        body(
+            lambda w, _r: {"dp_result_id": w.ids["release"], "name": "dp count"}, request_id="draft_release"
+        ),
+        statuses(404, admin=403),
+    ),
+    # An exception to a failed finding is the requester's to ask for, never a checker's or an admin's.
+    "POST /api/v1/releases/{request_id}/files/{file_id}/exception": Case(
+        body(
+            {"justification": "the cell is a published national total, see the ONS release"},
+            request_id="release",
+            file_id="release_file",
+        ),
+        statuses(404, admin=403, output_checker=403),
+    ),
     "GET /api/v1/projects/{project_id}/disclosure-rules": Case(
         ids(project_id="approved"), statuses(404, admin=200)
     ),
