@@ -105,6 +105,8 @@ class Sandbox:
     remote: tuple[Endpoint, ...] = ()
     home: str = ""
     tmp: str = ""
+    #: Paths to keep visible when they lie under a replaced directory (a data directory under /tmp).
+    keep: tuple[str, ...] = ()
     created: float = field(default_factory=time.time)
     server_pid: int = 0
     #: The hub that made it: a sandbox outlives neither its server nor its hub.
@@ -144,6 +146,7 @@ class Sandbox:
         data = json.loads(raw)
         data["host_ports"] = tuple(data.get("host_ports", ()))
         data["remote"] = tuple(Endpoint(**e) for e in data.get("remote", ()))
+        data["keep"] = tuple(data.get("keep", ()))
         return cls(**data)
 
     def with_pid(self, pid: int) -> Sandbox:
@@ -272,6 +275,7 @@ def create_sandbox(
     host_ports: Iterable[int],
     remote: Iterable[Endpoint] = (),
     home: Path,
+    keep: Iterable[str] = (),
     max_processes: int = 0,
 ) -> Sandbox:
     """Make a server's network namespace, firewall, cgroup and private ``/tmp`` (needs root).
@@ -293,6 +297,7 @@ def create_sandbox(
             host_ports=tuple(sorted(set(host_ports))),
             remote=tuple(remote),
             home=str(home),
+            keep=tuple(keep),
             tmp=str(REGISTRY_DIR / "tmp" / uuid.uuid4().hex),
         )
         _record(sandbox)
@@ -460,14 +465,25 @@ def enter_sandbox(sandbox: Sandbox, home_mountpoint: str) -> None:
         os.close(fd)
     _check(_libc.unshare(_CLONE_NEWNS), "unshare(mount)")
     _mount("none", "/", None, _MS_REC | _MS_PRIVATE)
+    # Sources first: the home (and a data directory kept visible) may lie under a directory replaced below.
+    if sandbox.home and os.path.isdir(home_mountpoint):
+        _mount(sandbox.home, home_mountpoint, None, _MS_BIND)
+    hidden = [
+        kept
+        for kept in sandbox.keep
+        if os.path.isdir(kept) and any(kept.startswith(d.rstrip("/") + "/") for d in SHARED_WRITABLE_DIRS)
+    ]
+    held = {kept: os.open(kept, os.O_PATH | os.O_DIRECTORY) for kept in hidden}
     for name in SHARED_WRITABLE_DIRS:
         if os.path.isdir(name):
             _mount(os.path.join(sandbox.tmp, name.strip("/").replace("/", "-")), name, None, _MS_BIND)
     shm = "/dev/shm"  # noqa: S108 - a fresh tmpfs of this workspace's own is mounted over it
     if os.path.isdir(shm):
         _mount("tmpfs", shm, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777,size=25%")
-    if sandbox.home and os.path.isdir(home_mountpoint):
-        _mount(sandbox.home, home_mountpoint, None, _MS_BIND)
+    for kept, fd in held.items():
+        os.makedirs(kept, mode=0o711, exist_ok=True)  # root's, inside this workspace's own /tmp
+        _mount(f"/proc/self/fd/{fd}", kept, None, _MS_BIND)
+        os.close(fd)
 
 
 # Stopping and sweeping -------------------------------------------------------------------------------
@@ -545,7 +561,8 @@ def destroy_sandbox(sandbox: Sandbox) -> int:
     return killed
 
 
-def _alive(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
     if pid <= 0:
         return False
     try:
@@ -557,10 +574,10 @@ def _alive(pid: int) -> bool:
 
 def is_live(sandbox: Sandbox) -> bool:
     """Whether the sandbox's server and hub run (or it is young enough to be starting)."""
-    if sandbox.hub_pid and not _alive(sandbox.hub_pid):
+    if sandbox.hub_pid and not is_running(sandbox.hub_pid):
         return False
     if sandbox.server_pid:
-        return _alive(sandbox.server_pid)
+        return is_running(sandbox.server_pid)
     return time.time() - sandbox.created < SWEEP_GRACE_SECONDS
 
 
