@@ -301,8 +301,9 @@ def test_7_work_stops_when_the_agreement_is_revoked(demo_deployment: DemoDeploym
         bob.wait_until_lab_ready()
         env = bob.server_environment()
         assert _attempt_reads(bob, [view / "_manifest.json"]) == {str(view / "_manifest.json"): "READ"}
+        # The server's own TRE_API_URL is its gateway, which goes with its sandbox: the same control plane.
         api = httpx.Client(
-            base_url=env["TRE_API_URL"],
+            base_url=deployment.control_plane_url,
             headers={"Authorization": f"Bearer {env['TRE_API_TOKEN']}"},
             trust_env=False,
             timeout=30,
