@@ -632,14 +632,17 @@ def _researcher_uids(extra_users: Iterable[str] = ()) -> dict[int, str]:
     return uids
 
 
-def _uid_of(pid: int) -> int | None:
+def _uid_and_parent(pid: int) -> tuple[int | None, int]:
+    uid, ppid = None, 0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("Uid:"):
-                return int(line.split()[1])
+                uid = int(line.split()[1])
+            elif line.startswith("PPid:"):
+                ppid = int(line.split()[1])
     except (OSError, ValueError, IndexError):
-        return None
-    return None
+        return None, 0
+    return uid, ppid
 
 
 def _cgroup_of(pid: int) -> str:
@@ -670,41 +673,45 @@ def sweep_orphan_processes(extra_users: Iterable[str] = ()) -> list[KilledProces
     """Kill every process of a researcher's Unix user that has no running server; return what was killed.
 
     Call it every minute (the scheduler of ``tre up`` does) and when the hub starts. First removes
-    leftover sandboxes (:func:`sweep_leftover_sandboxes`), which kills everything in them. Then, for
-    processes outside any workspace cgroup: a researcher's Unix user is ``tre-u-*`` (or one of
-    ``extra_users``, the configured ``unix_username`` of a user); its process is killed unless that user
-    runs an unsealed single-user server here (insecure single-user mode, or sealing turned off, where no
-    cgroup tells a workspace's processes from others).
+    leftover sandboxes (:func:`sweep_leftover_sandboxes`), which kills everything in them, sealed or
+    not. Then, outside any live workspace cgroup, a researcher's process (``tre-u-*``, or one of
+    ``extra_users``, the configured ``unix_username`` of a user) is an orphan when the chain of its
+    researcher-owned ancestors was left to init: what a ``setsid nohup`` or double fork leaves behind once
+    its server stopped (an unsealed server's tree hangs from the hub; a command an operator runs with
+    ``runuser`` hangs from ``runuser``). Every process of an orphaned tree is killed.
     """
     sweep_leftover_sandboxes()
     researchers = _researcher_uids(extra_users)
     if not researchers:
         return []
     live = {s.id for s in registered() if is_live(s)}
-    processes: dict[int, list[int]] = {}
-    unsealed_servers: set[int] = set()
+    owner: dict[int, int] = {}
+    parent: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        uid = _uid_of(pid)
-        if uid not in researchers:
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            uid, ppid = _uid_and_parent(pid)
+            if uid is not None:
+                owner[pid], parent[pid] = uid, ppid
+
+    def orphaned(pid: int) -> bool:
+        seen = set()
+        while parent.get(pid, 0) in owner and owner[parent[pid]] in researchers and pid not in seen:
+            seen.add(pid)
+            pid = parent[pid]
+        return parent.get(pid, 1) in (0, 1) or parent.get(pid) not in owner
+
+    killed = []
+    for pid, uid in owner.items():
+        if uid not in researchers or not is_running(pid):
             continue
         group = _cgroup_of(pid)
-        if group and group in live:
+        if (group and group in live) or not orphaned(pid):
             continue
-        if not group and "jupyterhub-singleuser" in _cmdline(pid):
-            unsealed_servers.add(uid)
-        processes.setdefault(uid, []).append(pid)
-    killed = []
-    for uid, pids in processes.items():
-        if uid in unsealed_servers:
-            continue
-        for pid in pids:
-            command = _cmdline(pid)[:200]
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                killed.append(KilledProcess(pid, researchers[uid], command))
+        command = _cmdline(pid)[:200]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(KilledProcess(pid, researchers[uid], command))
     for item in killed:
         log.warning("killed orphan process %d of %s: %s", item.pid, item.unix_user, item.command)
     return killed

@@ -147,7 +147,8 @@ class TreSpawner(LocalProcessSpawner):
             host_ports=[hub_port, self.control_plane_port, self.package_mirror_port],
             remote=sandbox.cluster_endpoints(*self.cluster_addresses),
             home=home,
-            keep=[str(folders.project_dir(plan.project).parent)],
+            # A data directory under /tmp (tests) stays as on the host: its own modes guard it.
+            keep=[str(folders.project_dir(plan.project).parent.parent)],
             max_processes=self.max_processes,
         )
         self.tre_sandbox = made

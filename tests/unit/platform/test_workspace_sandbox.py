@@ -181,3 +181,33 @@ def test_a_real_sandbox_reaches_only_its_allowed_port_and_its_detached_processes
     assert made.id not in {s.id for s in sandbox.registered()}
     listed = subprocess.run([sandbox.NFT, "list", "tables"], capture_output=True, text=True, check=False)
     assert made.id not in listed.stdout
+
+
+@needs_root
+def test_the_sweep_kills_a_detached_process_left_by_a_researcher_and_spares_one_someone_runs() -> None:
+    import shutil
+    import time
+
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    # A researcher's detached loop whose starter is gone (reparented to init), and a command an operator
+    # runs as that user (its parent, runuser, is still there). `nobody` stands in for the researcher.
+    started = subprocess.run(
+        [runuser, "-u", "nobody", "--", "sh", "-c", "setsid nohup sleep 600 >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    detached = int(started.stdout.strip())
+    attended = subprocess.Popen([runuser, "-u", "nobody", "--", "sleep", "600"])
+    try:
+        deadline = time.monotonic() + 30
+        while not sandbox.is_running(detached) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed = {k.pid for k in sandbox.sweep_orphan_processes(extra_users=["nobody"])}
+        assert detached in killed
+        assert attended.poll() is None and not any(
+            Path(f"/proc/{pid}/status").exists() and pid in killed for pid in [attended.pid]
+        )
+    finally:
+        attended.kill()
+        attended.wait()
