@@ -50,7 +50,12 @@ workspace-venv: $(VENV)/.runtime /usr/bin/python3.11
 	@echo "Installing Debian's chromium for the browser tests (never 'playwright install')"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-setup: $(VENV)/.runtime node_modules/.bin/configurable-http-proxy workspace-venv
+# nftables seals each workspace's network namespace (docs/adr/0012-sealed-workspaces.md).
+/usr/sbin/nft:
+	@echo "Installing Debian's nftables for the workspaces' firewall"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables iproute2
+
+setup: $(VENV)/.runtime node_modules/.bin/configurable-http-proxy workspace-venv /usr/sbin/nft
 
 setup-dev: setup $(VENV)/.dev /usr/bin/chromium
 

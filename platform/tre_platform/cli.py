@@ -298,8 +298,9 @@ def up(
             scheduler.shutdown(wait=True)
             console.print("scheduler stopped")
         if hub_process is not None:
-            hub_process.terminate()
-            hub_process.wait(timeout=30)
+            from tre_platform.hub.cli import stop_hub
+
+            stop_hub(hub_process)
         if mirror_process is not None:
             mirror_process.terminate()
             mirror_process.wait(timeout=30)
@@ -362,26 +363,24 @@ def _start_hub() -> Any:
             err_console.print(f"[yellow]JupyterHub not started:[/] {problem}", soft_wrap=True)
         return None
     console.print(f"JupyterHub (researchers' workspaces): [bold]{get_settings().hub_bind_url}/[/]")
+    # Its own session: Ctrl-C reaches `tre up` only, which then stops the hub (and all it started) in order.
     return subprocess.Popen(  # a fixed argv: our interpreter running jupyterhub with our config
-        [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=hub_dir()
+        [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)], cwd=hub_dir(), start_new_session=True
     )
 
 
 def _print_demo(logins: Sequence[Any]) -> None:
-    table = Table("user", "password", "roles", "organisation", "TOTP secret", title="demo logins")
+    # Never a password or a TOTP secret on stdout (terminal scroll-back, CI logs): only where they are.
+    table = Table("user", "roles", "organisation", "second factor", title="demo logins")
     for login in logins:
         table.add_row(
-            login.username,
-            login.password,
-            ", ".join(login.roles),
-            login.organisation,
-            "in the credentials file" if login.totp_secret else "-",  # never on stdout
+            login.username, ", ".join(login.roles), login.organisation, "TOTP" if login.totp_secret else "-"
         )
     console.print(table)
     console.print(
-        "Every demo user signs in with a code from an authenticator app: add their TOTP secret from the "
-        "credentials file, or run `oathtool --totp -b SECRET`. Credentials are kept in "
-        f"{get_settings().resolved_data_dir / 'demo-credentials.json'} (mode 0600)."
+        "The demo users' passwords and TOTP secrets are in "
+        f"{get_settings().resolved_data_dir / 'demo-credentials.json'} (mode 0600, readable by this user "
+        "only). For a TOTP code, add the secret to an authenticator app or run `oathtool --totp -b SECRET`."
     )
 
 

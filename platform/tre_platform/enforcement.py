@@ -68,6 +68,11 @@ class WorkspaceControl(Protocol):
         """Stop one server; idempotent (stopping a stopped server is not an error)."""
         ...
 
+    def close_project(self, code: str) -> str | None:
+        """Archive and remove a closed project's workspace homes and shared folder (its servers are
+        stopped first); return where the archive is, or None when there was nothing to keep."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

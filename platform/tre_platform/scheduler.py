@@ -8,10 +8,10 @@ tokens revoked); daily, the retention sweep archives or destroys dataset version
 
 The job list is data (:data:`JOBS`, filled by :func:`register`); each job is a plain function that can
 be called directly (the tests call them under a frozen :data:`tre_platform.clock.clock`). Adding a job is
-one line, e.g. the orphan-process sweep of the hub::
+one line::
 
-    register(Job("sweep-orphan-processes", "kill processes of users with no running server",
-                 dt.timedelta(minutes=1), lambda: hub.sweep_orphan_processes()))
+    register(Job("ingest-leftovers-sweep", "landing copies and staging of killed ingests",
+                 dt.timedelta(hours=1), ingest_leftovers_sweep))
 
 Example:
     >>> scheduler = start()        # doctest: +SKIP  (what `tre up` does)
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,26 @@ register(
         "archive or destroy dataset versions past retention",
         dt.timedelta(days=1),
         retention_sweep,
+    )
+)
+
+
+def orphan_process_sweep() -> Any:
+    """Kill every process of a researcher's Unix user that has no running server (a ``setsid nohup``
+    left behind by a stopped workspace), and remove leftover workspace sandboxes."""
+    from tre_platform.hub.sandbox import sweep_orphan_processes
+
+    if os.geteuid() != 0:  # no researcher accounts or sandboxes exist without root (single-user mode)
+        return []
+    return sweep_orphan_processes()
+
+
+register(
+    Job(
+        "sweep-orphan-processes",
+        "processes of researchers with no running server; leftover sandboxes",
+        dt.timedelta(minutes=1),
+        orphan_process_sweep,
     )
 )
 

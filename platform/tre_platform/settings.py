@@ -177,6 +177,14 @@ class Settings(BaseSettings):
             "workspace environment"
         ),
     )
+    workspace_sealed: bool = Field(
+        True,
+        description="each workspace in its own network namespace, mount namespace and cgroup (ADR 0012); "
+        "may be off only in insecure-single-user mode",
+    )
+    workspace_subnet: str = Field(
+        "10.213.0.0/16", description="IPv4 range the sealed workspaces' /30 links are taken from"
+    )
     enforce_on_change: bool = Field(
         True,
         description="after a revocation, expiry or approval change: rebuild views, stop refused workspaces",
@@ -199,6 +207,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _refuse_unsealed_workspaces(self) -> Settings:
+        # Off only where nothing is separated anyway (insecure single-user mode), or outside production
+        # (the workspace benchmark times a spawn without sealing against one with it, ADR 0012).
+        if (
+            not self.workspace_sealed
+            and self.env is Environment.prod
+            and self.storage_mode is StorageMode.unix
+        ):
+            raise SettingsError(
+                "TRE_WORKSPACE_SEALED=false is refused in production: a workspace would reach the network, "
+                "the host's services and other workspaces (ADR 0012)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -72,11 +72,11 @@ def _attempt_reads(researcher: HubResearcher, paths: list[Path]) -> dict[str, st
 
 
 def _as_researcher(
-    unix: str, code: str, env: dict[str, str] | None = None
+    unix: str, code: str, env: dict[str, str] | None = None, prefix: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``code`` in the workspace's python, as ``unix`` (with all of that user's groups, as ``runuser``)."""
     return subprocess.run(
-        [RUNUSER, "-u", unix, "--", str(VENV / "bin" / "python"), "-c", code],
+        [*(prefix or []), RUNUSER, "-u", unix, "--", str(VENV / "bin" / "python"), "-c", code],
         capture_output=True,
         text=True,
         check=False,
@@ -301,8 +301,9 @@ def test_7_work_stops_when_the_agreement_is_revoked(demo_deployment: DemoDeploym
         bob.wait_until_lab_ready()
         env = bob.server_environment()
         assert _attempt_reads(bob, [view / "_manifest.json"]) == {str(view / "_manifest.json"): "READ"}
+        # The server's own TRE_API_URL is its gateway, which goes with its sandbox: the same control plane.
         api = httpx.Client(
-            base_url=env["TRE_API_URL"],
+            base_url=deployment.control_plane_url,
             headers={"Authorization": f"Bearer {env['TRE_API_TOKEN']}"},
             trust_env=False,
             timeout=30,
@@ -433,7 +434,12 @@ def test_9_another_user_cannot_fetch_rows_from_a_workspaces_spark_driver(
     # blocks (one of them the broadcast side of the join) to `nobody`. Loopback only, and every request
     # without Spark's authentication is refused.
     assert addresses and all(a.startswith("127.0.0.1:") for a in addresses), addresses
-    result = _as_researcher("nobody", FETCH_BLOCKS % addresses)
+    # A sealed server has a loopback of its own (ADR 0012): `nobody` on the host cannot even connect, so
+    # the attempt is made from inside the workspace's network namespace, where the driver does listen.
+    server = alice_workspace.server()
+    assert server is not None
+    inside = ["nsenter", f"--net=/proc/{server['state']['pid']}/ns/net"]
+    result = _as_researcher("nobody", FETCH_BLOCKS % addresses, prefix=inside)
     assert result.returncode == 0, result.stderr
     attempts = json.loads(result.stdout)
     assert all(a["answers"] and a["answers"][0] == 5 for a in attempts), attempts  # reached, refused

@@ -5,8 +5,11 @@ The lead mounts :data:`hub_app` as ``tre hub``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from typing import Annotated
 
@@ -47,6 +50,39 @@ def preflight() -> list[str]:
     if not (os.access(proxy, os.X_OK) or shutil.which("configurable-http-proxy")):
         problems.append(f"{proxy} is missing: run `npm install` in the repository (make setup)")
     return problems
+
+
+def stop_hub(process: subprocess.Popen[bytes], *, timeout: float = 60.0) -> None:
+    """Stop a hub started by ``tre up`` and everything it started, even if it does not stop cleanly.
+
+    SIGTERM first: JupyterHub stops its single-user servers (``cleanup_servers``; each server's whole
+    cgroup is killed and its sandbox removed), its services (the idle culler) and the proxy. If it has not
+    exited within ``timeout``, its whole process group (the proxy and the culler are in it) is killed.
+    Then the proxy is killed by its pid file if it still runs, and any sandbox or researcher's process
+    left over is swept (:func:`tre_platform.hub.sandbox.sweep_orphan_processes`).
+    """
+    from tre_platform.hub import sandbox
+    from tre_platform.hub.config import hub_dir
+
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # the culler or proxy, if the hub left one behind
+    pid_file = hub_dir() / "proxy.pid"
+    with contextlib.suppress(OSError, ValueError, ProcessLookupError):
+        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        pid_file.unlink()
+    if os.geteuid() == 0:
+        for made in sandbox.registered():
+            if made.hub_pid == process.pid:
+                sandbox.destroy_sandbox(made)
+        sandbox.sweep_orphan_processes()
 
 
 @hub_app.command("config")

@@ -39,6 +39,13 @@ class HubClient:
 
         return cls(hub_api_url(), control_plane_token())
 
+    def close_project(self, code: str) -> str | None:
+        """Archive and remove the project's homes and shared folder (``close_project_folders``)."""
+        from tre_platform.hub.folders import close_project_folders
+
+        archive = close_project_folders(code)
+        return str(archive) if archive is not None else None
+
     def close(self) -> None:
         self._client.close()
 

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tre_platform.hub import sandbox
 from tre_platform.settings import REPO_ROOT, get_settings
 from tre_platform.views.settings import get_workspace_settings
-from tre_platform.views.storage import StorageMode
+from tre_platform.views.storage import StorageMode, is_root
 
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 CONTROL_PLANE_SERVICE = "tre-control-plane"
@@ -82,6 +83,17 @@ def configure(c: Any) -> Any:
     c.TreSpawner.workspace_venv = str(ws.workspace_venv)
     c.TreSpawner.tre_api_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     c.TreSpawner.insecure_single_user = ws.storage_mode is StorageMode.insecure_single_user
+    c.TreSpawner.sealed = ws.workspace_sealed
+    c.TreSpawner.workspace_subnet = ws.workspace_subnet
+    c.TreSpawner.control_plane_port = settings.port
+    c.TreSpawner.package_mirror_port = ws.package_mirror_port
+    c.TreSpawner.cluster_addresses = [
+        a for a in (ws.workspace_spark_master, ws.workspace_dask_scheduler) if a and "://" in a
+    ]
+    if ws.workspace_sealed and ws.storage_mode is StorageMode.unix and is_root():
+        # A hub (re)starting after a crash: remove the sandboxes of servers that are gone, and kill any
+        # researcher's process that outlived its server.
+        sandbox.sweep_orphan_processes()
 
     c.JupyterHub.services = [
         {"name": CONTROL_PLANE_SERVICE, "api_token": control_plane_token()},

@@ -16,6 +16,13 @@ passes them on as ``MEM_LIMIT``/``CPU_LIMIT``). This spawner adds what a process
 Python reserve far more address space than they use), ``RLIMIT_NPROC`` and a private umask; Spark and Dask
 inside the workspace size themselves from ``MEM_LIMIT``/``CPU_LIMIT``. Hard memory and CPU limits need
 cgroups: on Kubernetes (KubeSpawner) they are real, see deploy/kubernetes.
+
+Sealing (``sealed``, on by default; docs/adr/0012-sealed-workspaces.md): before the server starts, the
+spawner makes its sandbox (:mod:`tre_platform.hub.sandbox`: network namespace with nftables rules, cgroup,
+private ``/tmp``) and the researcher's home in this project (:mod:`tre_platform.hub.folders`); the server's
+process joins them before it drops root, listens on its namespace's own address, and reaches the hub API,
+the control plane and the package mirror only through its gateway. Stopping the server kills everything
+in its cgroup and removes the sandbox.
 """
 
 from __future__ import annotations
@@ -28,14 +35,16 @@ import os
 import pwd
 import resource
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
 
 from tre_platform.errors import TreError
-from tre_platform.hub import workspace
+from tre_platform.hub import folders, sandbox, workspace
 from tre_platform.views import storage
 from tre_platform.views.storage import INSECURE_BANNER
 
@@ -80,10 +89,39 @@ class TreSpawner(LocalProcessSpawner):
         0.1, help="Seconds between the spawner's own checks that a new server answers (see start())."
     ).tag(config=True)
 
+    sealed = Bool(
+        True, help="Run each server in its own network and mount namespace and cgroup (ADR 0012)."
+    ).tag(config=True)
+    workspace_subnet = Unicode("10.213.0.0/16", help="IPv4 range of the sealed servers' links.").tag(
+        config=True
+    )
+    control_plane_port = Integer(8000, help="The control plane's port on the host's loopback.").tag(
+        config=True
+    )
+    package_mirror_port = Integer(3141, help="The package mirror's port on the host's loopback.").tag(
+        config=True
+    )
+    cluster_addresses = List(
+        Unicode(), help="A configured cluster's addresses (spark://h:p, tcp://h:p) sealed servers may reach."
+    ).tag(config=True)
+
     tre_plan: workspace.WorkspacePlan | None = None
+    tre_sandbox: sandbox.Sandbox | None = None
+
+    @property
+    def is_sealed(self) -> bool:
+        return self.sealed and not self.insecure_single_user
 
     async def start(self) -> tuple[str, int]:
-        ip, port = await super().start()
+        if self.is_sealed:
+            await self._make_sandbox()
+        try:
+            ip, port = await super().start()
+        except BaseException:
+            await self._destroy_sandbox()
+            raise
+        if self.tre_sandbox is not None and self.pid:
+            self.tre_sandbox = await asyncio.to_thread(sandbox.record_server, self.tre_sandbox, self.pid)
         # JupyterHub then waits for the server with exponential backoff (0.2 s doubling to 5 s), so a
         # server that answers after 6.5 s is noticed only at 11.2 s. Checking here with a short fixed pause
         # first makes the hub's own first check succeed. Bounded well inside start_timeout: a server still
@@ -91,6 +129,43 @@ class TreSpawner(LocalProcessSpawner):
         base = self.server.base_url if self.server is not None else "/"
         await self._wait_until_answers(f"http://{ip}:{port}{base}")
         return ip, port
+
+    async def _make_sandbox(self) -> None:
+        plan = self.tre_plan
+        if plan is None:
+            raise web.HTTPError(500, "the pre-spawn check did not run; no workspace is started without it")
+        datasets = [p.name for p in Path(plan.views_dir).iterdir() if not p.name.startswith(".")]
+        home = await asyncio.to_thread(
+            folders.prepare_project_folders, plan.project, plan.unix_user, datasets
+        )
+        hub_port = urlsplit(self.hub.api_url).port or 80
+        made = await asyncio.to_thread(
+            sandbox.create_sandbox,
+            unix_user=plan.unix_user,
+            project=plan.project,
+            subnet=self.workspace_subnet,
+            host_ports=[hub_port, self.control_plane_port, self.package_mirror_port],
+            remote=sandbox.cluster_endpoints(*self.cluster_addresses),
+            home=home,
+            # A data directory under /tmp (tests) stays as on the host: its own modes guard it.
+            keep=[str(folders.project_dir(plan.project).parent.parent)],
+            max_processes=self.max_processes,
+        )
+        self.tre_sandbox = made
+        self.ip = made.address
+        self.port = sandbox.SERVER_PORT
+
+    async def _destroy_sandbox(self) -> None:
+        made, self.tre_sandbox = self.tre_sandbox, None
+        if made is not None:
+            await asyncio.to_thread(sandbox.destroy_sandbox, made)
+
+    async def stop(self, now: bool = False) -> None:
+        """Stop the server, then kill every process left in its cgroup and remove its sandbox."""
+        try:
+            await super().stop(now=now)
+        finally:
+            await self._destroy_sandbox()
 
     async def _wait_until_answers(self, url: str) -> None:
         import httpx
@@ -124,9 +199,12 @@ class TreSpawner(LocalProcessSpawner):
     def _default_args(self) -> list[str]:
         # JupyterLab would fetch its news feed and PyPI's latest release from the internet when it opens:
         # a workspace has no business reaching out (and locally nothing blocks egress, ADR 0005 §9).
+        # The terminal runs bash without -l: a login shell's /etc/profile would reset PATH and lose the
+        # workspace's python.
         return [
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            '--ServerApp.terminado_settings=shell_command=["/bin/bash"]',
         ]
 
     @default("options_form")
@@ -179,9 +257,16 @@ class TreSpawner(LocalProcessSpawner):
         unix = self._unix_user()
         limits = self._rlimits()
         become = None if self.insecure_single_user else self._become_researcher(unix)
+        sealed = self.tre_sandbox
+        home = pwd.getpwnam(unix).pw_dir
+        # Sealed, a workspace's /tmp and home are its own: files may be group-readable, so the team's
+        # shared folder (setgid, the project's group) works. Unsealed, /tmp is the host's: private files.
+        umask = 0o007 if sealed is not None else 0o077
 
         def preexec() -> None:
-            os.umask(0o077)
+            if sealed is not None:
+                sandbox.enter_sandbox(sealed, home)
+            os.umask(umask)
             for which, value in limits:
                 resource.setrlimit(which, (value, value))
             if become is not None:
@@ -237,6 +322,16 @@ class TreSpawner(LocalProcessSpawner):
         env["VIRTUAL_ENV"] = self.workspace_venv
         if self.tre_plan is not None:
             env.update(self.tre_plan.env)
+        made = self.tre_sandbox
+        if made is not None:
+            # Every address of the host the workspace uses is its gateway (see sandbox.rewrite_loopback_url).
+            env["TRE_API_URL"] = f"http://127.0.0.1:{self.control_plane_port}"
+            env.setdefault("PIP_INDEX_URL", f"http://127.0.0.1:{self.package_mirror_port}/simple/")
+            for name in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL", "TRE_API_URL", "PIP_INDEX_URL"):
+                if name in env:
+                    env[name] = sandbox.rewrite_loopback_url(env[name], made)
+            env["PIP_TRUSTED_HOST"] = made.gateway
+            env["TRE_SHARED_DIR"] = str(folders.shared_folder(made.project))
         return env
 
     def get_state(self) -> dict[str, Any]:
@@ -245,6 +340,8 @@ class TreSpawner(LocalProcessSpawner):
             state["tre_project"] = self.tre_plan.project
             state["tre_unix_user"] = self.tre_plan.unix_user
             state["tre_token_id"] = self.tre_plan.token_id
+        if self.tre_sandbox is not None:
+            state["tre_sandbox"] = self.tre_sandbox.to_json()
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -257,6 +354,8 @@ class TreSpawner(LocalProcessSpawner):
                 views_dir="",
                 token_id=state.get("tre_token_id", ""),
             )
+        if state.get("tre_sandbox"):
+            self.tre_sandbox = sandbox.Sandbox.from_json(state["tre_sandbox"])
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -264,6 +363,7 @@ class TreSpawner(LocalProcessSpawner):
 
 
 async def _post_stop(spawner: TreSpawner) -> None:
+    await spawner._destroy_sandbox()  # a server that died by itself is stopped without stop()
     plan = spawner.tre_plan
     if plan is not None and plan.token_id:
         # Off the hub's event loop: the revocation waits for the control plane's database locks, and the

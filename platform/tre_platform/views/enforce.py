@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from tre_platform.actor import Actor
 from tre_platform.api.common import audit
-from tre_platform.api.projects.models import Project
+from tre_platform.api.projects.models import Project, ProjectState
 from tre_platform.api.users import service as users
 from tre_platform.api.users.models import ApiToken, User
 from tre_platform.clock import clock
@@ -159,9 +159,31 @@ def enforce_access(
                 server=server.server_name,
                 cause=cause,
             )
+    if client is not None:
+        problems += _close_project_folders(session, client, enforcer, scope, cause)
     if own_client and client is not None:
         client.close()
     return EnforcementReport(tuple(stopped), tuple(kept), tuple(results), tuple(problems), tuple(revoked))
+
+
+def _close_project_folders(
+    session: Session, client: WorkspaceControl, enforcer: Actor, scope: set[str] | None, cause: str
+) -> list[str]:
+    """Archive and remove the homes and shared folder of every closed or expired project (in ``scope``)
+    once its servers are stopped; idempotent, so the scheduler's next run finds nothing to do."""
+    problems: list[str] = []
+    ended = select(Project).where(Project.state.in_([ProjectState.closed, ProjectState.expired]))
+    for project in session.scalars(ended).all():
+        if scope is not None and project.code not in scope:
+            continue
+        try:
+            archive = client.close_project(project.code)
+        except (OSError, TreError) as exc:
+            problems.append(f"folders of {project.code}: {exc}")
+            continue
+        if archive is not None:
+            audit(session, enforcer, "project.folders_archived", project, archive=archive, cause=cause)
+    return problems
 
 
 def _revoke_project_tokens(

@@ -52,6 +52,17 @@ def test_up_demo_prints_a_login_for_every_role(demo: str) -> None:
     assert "control plane: http://" in demo
 
 
+def test_up_demo_prints_no_password_or_totp_secret_only_where_they_are(
+    demo: str, _isolated_settings: Path
+) -> None:
+    credentials = _isolated_settings / "demo-credentials.json"
+    logins = json.loads(credentials.read_text())
+    secrets = [x for login in logins for x in (login["password"], login.get("totp_secret")) if x]
+    assert secrets and not [x for x in secrets if x in demo]
+    assert str(credentials) in demo.replace("\n", "")
+    assert credentials.stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.sqlite_only
 def test_up_demo_gives_every_user_a_second_factor_kept_only_in_the_credentials_file(
     demo: str, _isolated_settings: Path

@@ -21,6 +21,7 @@ from tre_platform.hub.local import HubResearcher
 from tre_platform.views.storage import unix_username
 
 RUNUSER = shutil.which("runuser") or "/usr/sbin/runuser"
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 TEMPLATES = Path(__file__).resolve().parents[3] / "notebooks_templates"
 
 # Runs in the workspace's interpreter as the researcher: the notebook comes on stdin, the executed
@@ -41,16 +42,18 @@ nbformat.write(nb, sys.stdout)
 
 
 @pytest.fixture(scope="module")
-def templates_workspace(demo_deployment: DemoDeployment) -> Iterator[dict[str, str]]:
+def templates_workspace(demo_deployment: DemoDeployment) -> Iterator[tuple[dict[str, str], int]]:
     """alice's running server for the templates project (stopped afterwards); yields the environment the
-    spawner gave it."""
+    spawner gave it and the server's pid (its namespaces are where the notebooks run)."""
     login = demo_deployment.logins["alice"]
     with HubResearcher(demo_deployment.deployment, "alice") as alice:
         alice.sign_in(login.password, otp=login.otp())
         assert demo_deployment.templates_project in alice.projects_offered()
         alice.start_workspace(demo_deployment.templates_project)
         alice.wait_until_lab_ready()
-        yield alice.server_environment()
+        server = alice.server()
+        assert server is not None
+        yield alice.server_environment(), int(server["state"]["pid"])
         alice.stop_workspace()
 
 
@@ -58,15 +61,18 @@ def templates_workspace(demo_deployment: DemoDeployment) -> Iterator[dict[str, s
 @needs_hub
 @pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.glob("*.ipynb")))
 def test_a_starter_notebook_runs_in_a_real_workspace_as_the_researcher(
-    name: str, templates_workspace: dict[str, str], demo_deployment: DemoDeployment
+    name: str, templates_workspace: tuple[dict[str, str], int], demo_deployment: DemoDeployment
 ) -> None:
-    env = templates_workspace
+    env, pid = templates_workspace
     unix = unix_username("alice")
     assert env["USER"] == unix and env["TRE_PROJECT"] == demo_deployment.templates_project
-    assert env["TRE_API_URL"] == demo_deployment.deployment.control_plane_url and env["TRE_API_TOKEN"]
+    port = demo_deployment.deployment.control_plane_url.rsplit(":", 1)[1]
+    assert env["TRE_API_URL"].endswith(f":{port}") and env["TRE_API_TOKEN"]  # through the sealed gateway
     home = pwd.getpwnam(unix).pw_dir
+    # Inside the server's own network and mount namespaces, as its kernels run (ADR 0012).
+    inside = [NSENTER, f"--net=/proc/{pid}/ns/net", f"--mount=/proc/{pid}/ns/mnt"]
     result = subprocess.run(
-        [RUNUSER, "-u", unix, "--", str(VENV / "bin" / "python"), "-c", RUNNER, home],
+        [*inside, RUNUSER, "-u", unix, "--", str(VENV / "bin" / "python"), "-c", RUNNER, home],
         input=(TEMPLATES / name).read_text(),
         env=env,
         cwd=home,

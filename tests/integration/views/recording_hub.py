@@ -36,5 +36,12 @@ class RecordingHub:
             self.running.discard(key)
             self.stopped.append(key)
 
+    def close_project(self, code: str) -> str | None:
+        # Not the hub's REST API: the real close-out of the project's folders.
+        from tre_platform.hub.folders import close_project_folders
+
+        archive = close_project_folders(code)
+        return str(archive) if archive is not None else None
+
     def close(self) -> None:
         return None
