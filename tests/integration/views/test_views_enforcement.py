@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,13 @@ import pytest
 from factories import SYSTEM, make_agreement, make_token, make_user
 from fastapi.testclient import TestClient
 from recording_hub import RecordingHub
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from workspace_world import WorkspaceWorld
 
 from tre_platform.actor import Actor
 from tre_platform.api.app import create_app
+from tre_platform.api.audit.models import AuditEvent
 from tre_platform.api.projects import service as projects
 from tre_platform.api.projects.models import Project
 from tre_platform.api.projects.schemas import DatasetRequest, MemberAdd, ProjectCreate
@@ -291,3 +294,35 @@ def test_tre_view_enforce_withdraws_an_expired_agreement_and_nothing_else(
     }
     assert scene.views() == {k: v for k, v in views_before.items() if k not in _lfs_views(scene)}
     assert RecordingHub.running == {(w.bob.username, scene.p3.code), (w.alice.username, scene.p3.code)}
+
+
+@pytest.mark.parametrize("trigger", ["project_closed", "project_end_date_passed"])
+def test_an_ended_project_s_homes_and_shared_folder_are_archived_and_removed_and_no_other(
+    session: Session, scene: Scene, trigger: str
+) -> None:
+    ended, bystander = scene.world.p2.code, scene.world.p1.code
+    for code in (ended, bystander):
+        for part in (f"homes/{scene.world.bob.username}", "shared"):
+            folder = scene.data_dir / "projects" / code / part
+            folder.mkdir(parents=True)
+            (folder / "notes.py").write_text(f"# {code} {part}\n")
+
+    TRIGGERS[trigger][0](session, scene)
+    session.commit()
+
+    assert not (scene.data_dir / "projects" / ended / "homes").exists()
+    assert not (scene.data_dir / "projects" / ended / "shared").exists()
+    archives = list((scene.data_dir / "archive" / "workspaces").glob(f"{ended}-*.tar.gz"))
+    assert len(archives) == 1 and archives[0].stat().st_mode & 0o777 == 0o600
+    with tarfile.open(archives[0]) as tar:
+        names = set(tar.getnames())
+    assert f"{ended}/shared/notes.py" in names
+    assert f"{ended}/homes/{scene.world.bob.username}/notes.py" in names
+    # The project that goes on keeps its folders, untouched and unarchived.
+    assert (scene.data_dir / "projects" / bystander / "shared" / "notes.py").exists()
+    assert (
+        scene.data_dir / "projects" / bystander / "homes" / scene.world.bob.username / "notes.py"
+    ).exists()
+    assert not list((scene.data_dir / "archive" / "workspaces").glob(f"{bystander}-*"))
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "project.folders_archived")).all()
+    assert [e.target_id for e in events] == [scene.world.p2.id]
