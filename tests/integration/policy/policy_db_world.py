@@ -95,6 +95,8 @@ def build_world(session: Session, data: dict[str, Any] = WORLD) -> DbWorld:
         world.orgs[key] = org
     session.flush()
     for key, spec in data["users"].items():
+        if "enforcer" in spec.get("roles", []):
+            continue  # the system's enforcement identity (Actor.enforcer()) is no database user
         user = User(
             username=key,
             full_name=key.title(),
