@@ -10,7 +10,8 @@ database and other service ports, another researcher's server, the proxy's API, 
 (``chmod 644``) read by a researcher not in the project, a file left in ``~`` or ``/tmp`` for one project
 seen from the same researcher's workspace for another, a ``setsid nohup`` loop surviving its server.
 Still working: the hub API, the control plane's ``/healthz``, local Spark and Dask, the starter
-notebooks in a new home, ``python`` on the terminal's PATH, JupyterLab's news feed off.
+notebooks in a new home, ``python`` on the terminal's PATH, JupyterLab's news feed off, and ``pip install``
+of a package an administrator approved, from the vetted mirror (an unapproved one is not there).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "hub"))
 
-from hub_fixtures import DemoDeployment, demo_deployment, needs_hub
+from hub_fixtures import DemoDeployment, demo_deployment, needs_hub, settings_of
 
-from tre_platform.hub.local import HubResearcher, wait_for
+from tre_platform.hub.local import HubResearcher, answers, wait_for
 from tre_platform.views.storage import ensure_user, unix_username
 
 __all__ = ["demo_deployment"]
@@ -501,3 +502,74 @@ def test_python_is_on_the_terminals_path_and_jupyterlab_news_is_off(health: HubR
     assert found and "not found" not in seen, seen
     prefix = found.group(1)
     assert os.path.realpath(prefix) == os.path.realpath(os.environ.get("TRE_WORKSPACE_VENV", prefix))
+
+
+# The package the researcher asked for and the administrator approved (one dependency, ``six``), and one
+# nobody approved (both pure-Python wheels; see tests/mirror_support.py).
+APPROVED, APPROVED_VERSION, UNAPPROVED = "rfc3339-validator", "0.1.4", "tomli-w"
+
+
+@pytest.fixture(scope="module")
+def vetted_mirror(demo_deployment: DemoDeployment) -> Iterator[str]:
+    """The vetted mirror running as ``tre up`` starts it, holding ``APPROVED`` (asked for by alice and
+    approved by the demo's administrator through the package service); yields its port."""
+    from sqlalchemy import select
+
+    from tre_platform.actor import Actor
+    from tre_platform.api.packages import service
+    from tre_platform.api.packages.mirror import index_url, start_mirror
+    from tre_platform.api.packages.schemas import PackageApprove, PackageRequestCreate
+    from tre_platform.api.users.models import User
+    from tre_platform.db.session import session_scope
+    from tre_platform.settings import get_settings
+
+    with settings_of(demo_deployment.deployment.env):
+        settings = get_settings()
+        with session_scope() as session:
+            people = {u.username: u for u in session.scalars(select(User))}
+            request = service.request_package(
+                session,
+                Actor.of(people["alice"]),
+                PackageRequestCreate(name=APPROVED, version=APPROVED_VERSION, reason="RFC 3339 timestamps"),
+            )
+            service.approve_request(session, Actor.of(people["admin"]), request.id, PackageApprove())
+        mirror = start_mirror(settings)
+        port = settings.package_mirror_port
+        url = index_url(settings)
+    try:
+        wait_for("the package mirror", lambda: answers(url), alive=lambda: _exited(mirror))
+        yield str(port)
+    finally:
+        mirror.terminate()
+        mirror.wait()
+
+
+def _exited(process: subprocess.Popen[bytes]) -> str | None:
+    return None if process.poll() is None else f"the mirror exited with {process.returncode}"
+
+
+def test_pip_installs_an_approved_package_from_the_vetted_mirror_and_not_an_unapproved_one(
+    health: HubResearcher, vetted_mirror: str
+) -> None:
+    # The workspace's own environment, as the spawner gave it: no --index-url, no pip configuration here.
+    gateway = health.run(GATEWAY).strip()
+    index = health.run("import os; print(os.environ['PIP_INDEX_URL'])").strip()
+    assert index == f"http://{gateway}:{vetted_mirror}/simple/", index
+    venv = f"/tmp/mirror-venv-{uuid.uuid4().hex[:8]}"
+    approved = _pip(
+        health,
+        f"python -m venv {venv} && {venv}/bin/pip install --no-cache-dir --disable-pip-version-check "
+        f"{APPROVED}=={APPROVED_VERSION} && "
+        f"{venv}/bin/python -c 'import six, rfc3339_validator as m; print(m.__file__)'",
+    )
+    out = str(approved["out"])
+    assert approved["rc"] == 0 and f"{venv}/lib/" in out, approved
+    assert f"Looking in indexes: {index}" in out, approved
+    unapproved = _pip(
+        health,
+        f"{venv}/bin/pip install --no-cache-dir --disable-pip-version-check --timeout 5 --retries 0 "
+        f"{UNAPPROVED}",
+    )
+    out = str(unapproved["out"])
+    assert unapproved["rc"] != 0 and "Successfully installed" not in out, unapproved
+    assert "No matching distribution found" in out, unapproved

@@ -1,8 +1,9 @@
 """The demo world: organisations, users for every role, accreditations, datasets, agreements, projects.
 
 Dates are relative to the clock, so the demo reads the same whenever it is run: one accreditation and
-one agreement have already expired, one project is approved and active, one was returned to its lead
-and one waits for an approver. Passwords and TOTP secrets are generated at first run and written,
+one agreement have already expired, two projects are approved and active (alice's health project, and
+bob's product-safety project that starter notebook 02 fits), one was returned to its lead and one waits
+for an approver. Passwords and TOTP secrets are generated at first run and written,
 mode 0600, to ``<data dir>/demo-credentials.json``; nothing secret is in the repository.
 """
 
@@ -47,6 +48,8 @@ from tre_platform.clock import clock
 from tre_platform.settings import get_settings
 
 DEA_SCHEME = "Digital Economy Act 2017 accredited researcher"
+#: bob's active project: the one the product-safety starter notebook (02, Dask) fits.
+SAFETY_PROJECT = "Serious product-safety incidents by product category"
 OPERATOR = Actor.system("demo-seed")
 
 
@@ -358,6 +361,22 @@ def seed(session: Session, *, passwords: dict[str, str] | None = None) -> list[D
             valid_to=today + dt.timedelta(days=2 * 365),
         ),
     )
+    grant_agreement(
+        session,
+        Actor.of(users["owner-safety"]),
+        AgreementCreate(
+            reference="DSA-OPSS-2026-02",
+            title="Product-safety incidents for public-good research",
+            owner_org_id=orgs["product-safety"].id,
+            all_datasets=True,
+            recipient_org_ids=[orgs["uni-northfield"].id],
+            purposes=[PurposeCategory.policy_evidence],
+            legal_gateways=[LegalGateway.dea],
+            max_tier=2,
+            valid_from=today - dt.timedelta(days=1),
+            valid_to=today + dt.timedelta(days=365),
+        ),
+    )
     _grant_expired(session, users, orgs, today)
 
     alice, bob, dan = users["alice"], users["bob"], users["dan"]
@@ -458,6 +477,39 @@ def seed(session: Session, *, passwords: dict[str, str] | None = None) -> list[D
         ProjectAction.return_,
         "Please explain why turnover band is needed, and state the output tables you plan.",
     )
+
+    # bob's active project: the product-safety incidents that starter notebook 02 (Dask) reads.
+    incidents = create_project(
+        session,
+        Actor.of(bob),
+        ProjectCreate(
+            title=SAFETY_PROJECT,
+            lay_summary=(
+                "Which kinds of product give rise to the most serious safety incidents? Evidence for where "
+                "market surveillance should look first."
+            ),
+            purpose=PurposeCategory.policy_evidence,
+            legal_gateway=LegalGateway.dea,
+            start_date=today - dt.timedelta(days=10),
+            end_date=today + dt.timedelta(days=300),
+            max_tier=2,
+        ),
+    )
+    request_dataset(
+        session,
+        Actor.of(bob),
+        incidents.id,
+        DatasetRequest(
+            dataset_id=datasets["product_safety_incidents"].id,
+            columns=["product_category", "incident_date", "incident_type", "severity"],
+            justification="Incidents by category and assessed risk.",
+        ),
+    )
+    transition(session, Actor.of(bob), incidents.id, ProjectAction.submit, "Ready for review.")
+    transition(
+        session, approver, incidents.id, ProjectAction.approve, "Minimal columns; clear public benefit."
+    )
+    transition(session, OPERATOR, incidents.id, ProjectAction.activate, "Workspace provisioned.")
 
     gp = create_project(
         session,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "views"))
 from workspace_world import traversable_data_dir, unix_accounts_cleanup
 
 from tre_platform.hub.config import proxy_command
-from tre_platform.hub.local import LocalDeployment
+from tre_platform.hub.local import LocalDeployment, free_port
 
 VENV = Path(os.environ.get("TRE_WORKSPACE_VENV", "/opt/tre/workspace-venv"))
 HUB_READY = (
@@ -113,6 +113,8 @@ class DemoDeployment:
     logins: dict[str, DemoLogin]
     health_project: str
     templates_project: str
+    #: bob's active product-safety project of the demo seed (starter notebook 02 fits it).
+    safety_project: str
 
 
 @contextlib.contextmanager
@@ -186,25 +188,22 @@ def active_project(
     return project
 
 
-def prepare_demo(env: dict[str, str]) -> tuple[dict[str, DemoLogin], str, str]:
+def prepare_demo(env: dict[str, str]) -> tuple[dict[str, DemoLogin], str, str, str]:
     """Migrate, seed and ingest the demo world (every demo user has TOTP), add the templates project, build
     views.
 
-    Returns the logins and the codes of the demo's health project and of the templates project.
+    Returns the logins and the codes of the demo's health project, of the templates project and of the
+    demo's product-safety project.
     """
     from sqlalchemy import select
 
     from tre_platform.actor import Actor
-    from tre_platform.api.agreements.schemas import AgreementCreate
-    from tre_platform.api.agreements.service import grant_agreement
-    from tre_platform.api.orgs.models import Organisation
-    from tre_platform.api.projects.models import USABLE_STATES, LegalGateway, Project, PurposeCategory
+    from tre_platform.api.projects.models import USABLE_STATES, Project
     from tre_platform.api.users.models import User
-    from tre_platform.clock import clock
     from tre_platform.db.migrate import upgrade
     from tre_platform.db.session import session_scope
     from tre_platform.demo.deliveries import ingest_demo
-    from tre_platform.demo.seed import seed
+    from tre_platform.demo.seed import SAFETY_PROJECT, seed
     from tre_platform.hooks import suppressed
     from tre_platform.views import build_views
 
@@ -221,24 +220,6 @@ def prepare_demo(env: dict[str, str]) -> tuple[dict[str, DemoLogin], str, str]:
         with session_scope() as session:
             people = {u.username: u for u in session.scalars(select(User))}
             alice = people["alice"]  # the demo enrolled every user's second factor (every role needs one)
-            today = clock.today()
-            orgs = {o.slug: o for o in session.scalars(select(Organisation))}
-            grant_agreement(
-                session,
-                Actor.of(people["owner-safety"]),
-                AgreementCreate(
-                    reference="DSA-OPSS-2026-02",
-                    title="Product-safety incidents for public-good research",
-                    owner_org_id=orgs["product-safety"].id,
-                    all_datasets=True,
-                    recipient_org_ids=[orgs["uni-northfield"].id],
-                    purposes=[PurposeCategory.policy_evidence],
-                    legal_gateways=[LegalGateway.dea],
-                    max_tier=2,
-                    valid_from=today - dt.timedelta(days=1),
-                    valid_to=today + dt.timedelta(days=365),
-                ),
-            )
             project = active_project(
                 session,
                 lead=alice,
@@ -251,12 +232,14 @@ def prepare_demo(env: dict[str, str]) -> tuple[dict[str, DemoLogin], str, str]:
                 d.username: DemoLogin(d.username, d.password, d.totp_secret) for d in demo if d.username
             }
         with session_scope() as session:
-            health = ""
+            health = safety = ""
             for usable in session.scalars(select(Project).where(Project.state.in_(list(USABLE_STATES)))):
                 build_views(session, Actor.system("tests"), usable.id)
                 if usable.title.startswith("Health and the labour market"):
                     health = usable.code
-    return login_map, health, templates
+                if usable.title == SAFETY_PROJECT:
+                    safety = usable.code
+    return login_map, health, templates, safety
 
 
 # One demo deployment per run even though tests/browser and tests/integration/hub each import the fixture
@@ -296,10 +279,12 @@ def _demo_stack(logs: Path) -> Iterator[DemoDeployment]:
             "TRE_WORKSPACE_VENV": str(VENV),
             "TRE_ENFORCE_ON_CHANGE": "false",
             "TRE_STORAGE_MODE": "unix",
+            # The vetted mirror's port (the spawner forwards it to the workspaces): one of this run's own.
+            "TRE_PACKAGE_MIRROR_PORT": str(free_port()),
         }
-        logins, health, templates = prepare_demo(env)
+        logins, health, templates, safety = prepare_demo(env)
         with LocalDeployment.start(env, log_dir=logs) as deployment:
-            yield DemoDeployment(deployment, logins, health, templates)
+            yield DemoDeployment(deployment, logins, health, templates, safety)
 
 
 @pytest.fixture(scope="session")
