@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from factories import PASSWORD, SYSTEM, make_agreement, make_token, make_user
 from fastapi.testclient import TestClient
-from hub_fixtures import needs_hub
+from hub_fixtures import enrol, needs_hub
 from sqlalchemy.orm import Session
 from workspace_world import WorkspaceWorld
 
@@ -41,9 +41,10 @@ def test_an_unrelated_revocation_leaves_a_running_workspace_alone_and_a_related_
     owner = make_user(session, roles=["data_owner"], organisation_id=wworld.lfs.owner_org_id)
     spare = make_agreement(session, owner=wworld.lfs.owner)  # just granted; nothing relies on it alone
     headers = {"Authorization": f"Bearer {make_token(session, owner)}"}
+    login = enrol(session, wworld.alice, PASSWORD)  # every researcher signs in with a second factor
     session.commit()
     alice = HubResearcher(hub, wworld.alice.username)
-    alice.sign_in(PASSWORD)
+    alice.sign_in(PASSWORD, otp=login.otp())
     alice.start_workspace(wworld.p1.code)
     alice.wait_until_lab_ready()
     views = get_settings().resolved_data_dir / "projects" / wworld.p1.code / "views"
