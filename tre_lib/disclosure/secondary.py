@@ -143,7 +143,7 @@ def fix_lone_cells(
             best: tuple[int, int, float] | None = None
             pick = -1
             for cand in equation:
-                if suppressed[cand]:
+                if suppressed[cand] or values[cand] == 0:
                     continue
                 new_lone = sum(
                     1 for other in structure.equations_of(cand) if other != e and hidden[other] == 0
@@ -422,7 +422,9 @@ def _choose_complement(
     pool: set[int] = set()
     for e in equations:
         members = np.asarray(structure.members(e))
-        pool.update(members[~suppressed[members]].tolist())
+        # Never an empty cell: an attacker knows structural zeros (a district outside a region), so a
+        # suppressed zero protects nothing, while the audit would count on it (tau-Argus's default too).
+        pool.update(members[~suppressed[members] & (auditor.values[members] != 0)].tolist())
     if not pool:
         return None
     ranked = sorted(pool, key=lambda m: (bool(structure.is_margin[m]), cost[m] < deficit.required, cost[m]))
