@@ -6,6 +6,7 @@ Every option is read from the environment with the ``TRE_`` prefix (``TRE_DATABA
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import secrets
@@ -295,10 +296,7 @@ class Settings(BaseSettings):
         path = self.demo_kek_file
         if not path.exists():
             self.ensure_data_dir()
-            fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(base64.b64encode(secrets.token_bytes(32)).decode())
-            os.replace(path.with_suffix(".tmp"), path)
+            _create_once(path, base64.b64encode(secrets.token_bytes(32)).decode())
         return path
 
     def get_secret_key(self) -> bytes:
@@ -307,12 +305,27 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode()
         path = self.ensure_data_dir() / "secret.key"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-            os.replace(tmp, path)
+            _create_once(path, secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+
+def _create_once(path: Path, content: str) -> None:
+    """Write a new secret file (mode 0600) unless one exists: the first writer wins, atomically.
+
+    Threads and processes may race to create the same key at first use; a plain write-then-rename would
+    let a later writer replace a key something was already signed with. ``os.link`` of a complete
+    temporary file (a name unique to this writer) refuses an existing target, so every racer ends up
+    reading the one winner's key, and nobody ever sees a half-written file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+        with contextlib.suppress(FileExistsError):  # another writer won: its key is the key
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @lru_cache(maxsize=1)

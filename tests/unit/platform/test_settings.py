@@ -80,3 +80,14 @@ def test_dev_and_test_may_relax_the_second_factor(env: Environment) -> None:
 def test_a_placeholder_oidc_client_secret_is_refused() -> None:
     with pytest.raises(ValueError, match="TRE_OIDC_CLIENT_SECRET is a placeholder"):
         Settings(env=Environment.prod, oidc_client_secret="changeme")
+
+
+def test_the_secret_key_is_created_once_when_many_threads_ask_for_it_first(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = Settings(data_dir=tmp_path)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        keys = set(pool.map(lambda _: settings.get_secret_key(), range(64)))
+    assert len(keys) == 1  # one key, so nothing is ever signed with a key a later writer replaced
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
